@@ -1,0 +1,38 @@
+"""``leapbench``: one entry point, one module per command.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only
+when their command runs, so ``leapbench --help`` is instant and a command never pays for another's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from benchmark.errors import ConfigError
+
+COMMANDS = {
+    "train": ("benchmark.train_cli", "fine-tune a backbone with a method and a reward"),
+    "embed": ("benchmark.embed_cli", "encode a prompt set into the text-embedding cache"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="leapbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
+    for name, (module, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text)
+        if argv[:1] == [name]:  # only the chosen command's module is imported
+            importlib.import_module(module).add_arguments(sp)
+    args = parser.parse_args(argv)
+    try:
+        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except ConfigError as err:
+        print(f"leapbench {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
