@@ -1,0 +1,104 @@
+"""The method protocol: a config, a ``start`` that draws one rollout's choices, and the step's hooks and loss.
+
+A method answers the engine's per-step questions (``benchmark.engine.Plan``) and then builds its
+differentiable x_0 from the trajectory and turns rewards into a loss. Random choices (k, j, t_min,
+offsets, re-noise draws) are drawn in ``start`` from the generator it is given, or pinned by keyword, so
+tests and analyses can fix every one of them.
+
+Timesteps follow Algorithm 1: t = T is the noise, t = 1 the last sampling step, x_0 the sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import Tensor
+
+from benchmark.engine import Trajectory, VelocityModel
+from benchmark.errors import ConfigError
+
+
+@dataclass
+class LossContext:
+    """What a method's loss may use besides the trajectory.
+
+    ``reward(x0)`` decodes a sample in the engine's layout and scores it, differentiably ([B] rewards);
+    ``model``/``cond`` allow extra velocity evaluations (DRaFT-LV's re-noising); ``generator`` draws
+    the noise of those extras when they are not pinned.
+    """
+
+    model: VelocityModel
+    cond: Any
+    reward: Callable[[Tensor], Tensor]
+    generator: torch.Generator | None = None
+
+
+class MethodStep(Protocol):
+    """One training rollout of a method: the engine's plan plus the loss (see ``benchmark.engine.Plan``)."""
+
+    choices: dict[str, Any]
+    carries_grad: bool
+    checkpoint: bool
+
+    def grad_on(self, t: int) -> bool: ...
+
+    def model_input(self, t: int, x_t: Tensor, traj: Trajectory) -> Tensor: ...
+
+    def stop_at(self, t: int) -> bool: ...
+
+    def loss(self, traj: Trajectory, ctx: LossContext) -> tuple[Tensor, dict[str, float]]: ...
+
+
+class Method(Protocol):
+    name: str
+
+    def start(self, T: int, generator: torch.Generator | None = None, **pinned: Any) -> MethodStep: ...
+
+
+class StepDefaults:
+    """Defaults shared by the plans: plain model input, no early stop, detached trajectory."""
+
+    carries_grad = False
+    checkpoint = False
+
+    def model_input(self, t: int, x_t: Tensor, traj: Trajectory) -> Tensor:
+        return x_t
+
+    def stop_at(self, t: int) -> bool:
+        return False
+
+
+def randint(low: int, high: int, generator: torch.Generator | None) -> int:
+    """Algorithm 1's randint: uniform over {low, ..., high}, both ends included."""
+    return int(torch.randint(low, high + 1, (1,), generator=generator).item())
+
+
+def connect(x_true: Tensor, x_hat: Tensor) -> Tensor:
+    """Latent connector x = x_hat + sg(x - x_hat) (supplement Eq. 11, 13).
+
+    Written as x + (x_hat - sg(x_hat)) so that the forward value is x *exactly* (bit for bit), while
+    the gradient still flows into x_hat with Jacobian 1.
+    """
+    return x_true.detach() + (x_hat - x_hat.detach())
+
+
+def discount(x: Tensor, alpha: float) -> Tensor:
+    """Gradient discounting alpha x + (1 - alpha) sg(x) (supplement Eq. 17): same value, gradient scaled by alpha."""
+    return alpha * x + (1 - alpha) * x.detach()
+
+
+def per_sample_l1(a: Tensor, b: Tensor) -> Tensor:
+    """mean(|a - b|) per sample, in float64, without gradient (the connector distances d_j, d_0)."""
+    return (a.detach().double() - b.detach().double()).abs().flatten(1).mean(dim=1)
+
+
+def check_steps(field: str, value: int, low: int, high: int) -> None:
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(field, f"an integer in [{low}, {high}]", value)
+
+
+def reward_metrics(rewards: Tensor) -> dict[str, float]:
+    r = rewards.detach().double()
+    return {"reward_mean": r.mean().item(), "reward_std": r.std(unbiased=False).item()}
