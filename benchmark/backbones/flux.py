@@ -116,7 +116,7 @@ class FluxBackbone:
         device = x.device
         guidance = None
         if self.transformer.config.guidance_embeds:
-            guidance = self._cached(("g", B, device), lambda: torch.full([B], self.guidance, device=device))
+            guidance = self._cached(("g", B, device, self.guidance), lambda: torch.full([B], self.guidance, device=device))
         text_ids = self._cached(("txt", L, device, model_dtype), lambda: torch.zeros(L, 3, device=device, dtype=model_dtype))
         return self.transformer(
             hidden_states=x.to(model_dtype),
