@@ -15,6 +15,7 @@ from benchmark.errors import ConfigError
 COMMANDS = {
     "train": ("benchmark.train_cli", "fine-tune a backbone with a method and a reward"),
     "embed": ("benchmark.embed_cli", "encode a prompt set into the text-embedding cache"),
+    "bench": ("benchmark.bench_cli", "memory, step-time and rollout benchmarks against the floor and diffusers"),
 }
 
 

@@ -1,0 +1,45 @@
+"""The benchmarks run and report what they promise; speed is never asserted here (memory growth is)."""
+
+import json
+
+from benchmark.cli import main
+
+
+def json_rows(capsys):
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def test_bench_memory_full_backprop_grows_and_leapalign_does_not(capsys):
+    assert main(["bench", "memory", "--json", "--resolution", "96", "--steps", "2", "12",
+                 "--methods", "leapalign", "full_backprop"]) == 0
+    rows = json_rows(capsys)
+    cases = {(r["method"], r["steps"]): r for r in rows if "peak_bytes" in r}
+    assert set(cases) == {("leapalign", 2), ("leapalign", 12), ("full_backprop", 2), ("full_backprop", 12)}
+    ratios = {r["method"]: r for r in rows if "peak_ratio" in r}
+    # full backprop keeps 12 evaluations instead of 2: its step's memory must grow a lot
+    assert cases[("full_backprop", 12)]["step_bytes"] > cases[("full_backprop", 2)]["step_bytes"] + 20e6
+    assert ratios["leapalign"]["peak_ratio"] <= 1.05
+
+
+def test_bench_step_reports_floor_and_split(capsys):
+    assert main(["bench", "step", "--json", "--resolution", "32", "--steps", "6", "--repeats", "1",
+                 "--methods", "leapalign", "draft_lv"]) == 0
+    rows = {r["method"]: r for r in json_rows(capsys)}
+    assert (rows["leapalign"]["n_v_grad"], rows["leapalign"]["n_v_nograd"]) == (2, 4)
+    assert (rows["draft_lv"]["n_v_grad"], rows["draft_lv"]["n_decode"]) == (3, 3)
+    for row in rows.values():
+        assert row["floor_s"] > 0 and row["ratio"] == row["measured_s"] / row["floor_s"]
+
+
+def test_bench_rollout_matches_diffusers(capsys):
+    assert main(["bench", "rollout", "--json", "--resolution", "32", "--steps", "4", "--repeats", "1"]) == 0
+    (row,) = json_rows(capsys)
+    assert row["max_rel_diff"] < 1e-5 and row["ours_s"] > 0 and row["diffusers_s"] > 0
+
+
+def test_bench_real_runs_on_a_tiny_config(capsys):
+    assert main(["bench", "real", "--tiny", "--json", "--device", "cpu", "--resolutions", "32", "--steps", "4"]) == 0
+    rows = {r["mode"]: r for r in json_rows(capsys)}
+    assert set(rows) == {"lora", "full"}
+    assert rows["lora"]["trained_params"] < rows["full"]["trained_params"]
+    assert all(r["step_s"] > 0 and r["tokens_per_s"] > 0 for r in rows.values())
