@@ -1,0 +1,65 @@
+"""HPS v2.1 (tgxs002/HPSv2): an open_clip ViT-H-14 fine-tuned on human preferences.
+
+score = <f_img / |f_img|, f_txt / |f_txt|>, the raw cosine (about 0.25-0.33), where the image is resized so its
+longest side is 224 (bicubic), zero-padded to 224 x 224 centred, and normalised with the OpenAI CLIP mean/std
+(``ResizeMaxSize`` in HPSv2's open_clip fork). The weights are ``HPS_v2.1_compressed.pt['state_dict']``,
+loaded into open_clip's own ``ViT-H-14`` (same 686 keys and shapes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+from torch import Tensor
+
+from evaluators.rewards.base import Reward, require_file
+from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, normalize, resize_longest_and_pad
+
+CHECKPOINT_NAME = "HPS_v2.1_compressed.pt"
+
+
+class HPSv2(Reward):
+    name = "hpsv2"
+    differentiable = True
+
+    def __init__(self, clip: torch.nn.Module, tokenizer) -> None:
+        super().__init__()
+        self.clip = clip
+        self.tokenizer = tokenizer
+        size = clip.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.freeze()
+
+    @classmethod
+    def from_config(cls, model_name: str) -> HPSv2:
+        """A randomly initialised open_clip model registered under ``model_name`` (tests use tiny configs)."""
+        clip = open_clip.create_model(model_name, pretrained=None)
+        return cls(clip, open_clip.get_tokenizer(model_name))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, model_name: str = "ViT-H-14") -> HPSv2:
+        """Load ``HPS_v2.1_compressed.pt`` (a file, or a directory holding it) into open_clip's ``model_name``."""
+        file = resolve_checkpoint(path)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        clip = open_clip.create_model(model_name, pretrained=None)
+        clip.load_state_dict(state, strict=True)
+        return cls(clip, open_clip.get_tokenizer(model_name))
+
+    def forward(self, images: Tensor, prompts: list[str]) -> Tensor:
+        self.check_inputs(images, prompts)
+        dtype = next(self.clip.parameters()).dtype
+        x = normalize(resize_longest_and_pad(images.float(), self.image_size), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+        f_img = self.clip.encode_image(x.to(dtype), normalize=True)
+        f_txt = self.clip.encode_text(self.tokenizer(prompts).to(images.device), normalize=True)
+        return (f_img * f_txt).sum(dim=-1).float()
+
+
+def resolve_checkpoint(path: str | Path | None, field: str = "reward.path") -> Path:
+    """``path`` itself if it is a file, else ``path/HPS_v2.1_compressed.pt``; ConfigError if neither exists."""
+    expected = f"the HPS v2.1 checkpoint file or a directory holding {CHECKPOINT_NAME}"
+    if path is not None and Path(path).expanduser().is_dir():
+        return require_file(Path(path).expanduser() / CHECKPOINT_NAME, field, expected)
+    return require_file(path, field, expected)

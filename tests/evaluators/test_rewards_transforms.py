@@ -1,0 +1,148 @@
+"""Our torch preprocessing against the official PIL pipelines, image by image.
+
+Tolerance: PIL resamples uint8 images in two separable passes (horizontal, then vertical) and rounds to
+integers after each, which a differentiable path cannot do: the first rounding (0.5/255) passes through the
+second filter (sum of |weights| about 1.1) and the second adds 0.5/255, so a resized pixel may differ by
+about 1.05/255 in [0, 1] units, 0.016 after dividing by the smallest OpenAI std (0.2613). We allow
+1.5/255/0.2613 = 0.0225 on the maximum and 0.005 on the mean absolute difference (a uniform rounding error
+has mean |e| = 0.25/255, 0.0037 after normalising), twice that when the official path chains two resizes.
+A wrong filter is far above both (bilinear: max 0.16, mean 0.026; bicubic without antialias: 0.10, 0.015).
+Without a resize (the image is already at the model's size) the pipelines agree to float precision (1e-6).
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil, smart_resize
+
+from evaluators.rewards.hpsv3 import PIXELS, pixel_values
+from evaluators.rewards.transforms import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, center_crop, normalize,
+                                           resize_longest_and_pad, resize_shortest)
+
+RESIZED_MAX = 1.5 / 255 / 0.2613
+RESIZED_MEAN = 0.005
+EXACT = 1e-6
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> Image.Image:
+    """Random RGB texture at a quarter of the resolution, upsampled: detailed enough that a wrong filter, size or
+    crop offset shows, smooth enough to be resampled like a picture."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, height // 4, width // 4, generator=g)
+    high = torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
+    array = (high[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255).unsqueeze(0)
+
+
+def hpsv2_official(image: Image.Image, size: int = 224) -> torch.Tensor:
+    """HPSv2's open_clip fork: ResizeMaxSize(size, fill=0), ToTensor, Normalize (hpsv2/src/open_clip/transform.py)."""
+    width, height = image.size
+    scale = size / max(height, width)
+    if scale != 1.0:
+        new = tuple(round(d * scale) for d in (height, width))
+        image = TF.resize(image, new, InterpolationMode.BICUBIC)
+        pad_h, pad_w = size - new[0], size - new[1]
+        image = TF.pad(image, [pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=0)
+    return Normalize(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)(ToTensor()(image.convert("RGB"))).unsqueeze(0)
+
+
+def imagereward_official(image: Image.Image, size: int = 224) -> torch.Tensor:
+    """ImageReward/ImageReward.py ``_transform(224)``."""
+    transform = Compose([Resize(size, interpolation=InterpolationMode.BICUBIC), CenterCrop(size),
+                         lambda im: im.convert("RGB"), ToTensor(), Normalize(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)])
+    return transform(image).unsqueeze(0)
+
+
+def pickscore_official(image: Image.Image) -> torch.Tensor:
+    """The PIL CLIP processor with laion ViT-H-14's settings (shortest edge 224, crop 224)."""
+    return CLIPImageProcessorPil()(images=[image], return_tensors="pt").pixel_values
+
+
+def assert_close_after_resize(ours: torch.Tensor, official: torch.Tensor, resizes: int = 1) -> None:
+    """``resizes``: how many PIL resizes the official path chains (each adds its own rounding)."""
+    assert ours.shape == official.shape
+    diff = (ours - official).abs()
+    assert diff.max().item() < resizes * RESIZED_MAX, diff.max().item()
+    assert diff.mean().item() < resizes * RESIZED_MEAN, diff.mean().item()
+
+
+@pytest.mark.parametrize("height,width", [(256, 320), (512, 512), (300, 200), (100, 150)])
+def test_hpsv2_resize_and_pad_matches_official(height, width):
+    image = smooth_image(height, width)
+    ours = normalize(resize_longest_and_pad(as_tensor(image), 224), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    assert_close_after_resize(ours, hpsv2_official(image))
+
+
+@pytest.mark.parametrize("height,width", [(256, 323), (512, 512), (301, 224), (160, 200)])
+def test_imagereward_resize_and_crop_matches_official(height, width):
+    image = smooth_image(height, width, seed=1)
+    ours = normalize(center_crop(resize_shortest(as_tensor(image), 224), 224, "round"),
+                     OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    assert_close_after_resize(ours, imagereward_official(image))
+
+
+@pytest.mark.parametrize("height,width", [(256, 323), (512, 512), (224, 301)])
+def test_pickscore_resize_and_crop_matches_official(height, width):
+    image = smooth_image(height, width, seed=2)
+    ours = normalize(center_crop(resize_shortest(as_tensor(image), 224), 224, "floor"),
+                     OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    assert_close_after_resize(ours, pickscore_official(image))
+
+
+def test_without_resize_pipelines_agree_exactly():
+    image = smooth_image(224, 224, seed=3)
+    x = as_tensor(image)
+    ours = normalize(x, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    for official in (hpsv2_official(image), imagereward_official(image), pickscore_official(image)):
+        assert (ours - official).abs().max().item() < EXACT
+
+
+def test_centre_crop_rounding_differs_between_torchvision_and_hf():
+    """An odd margin of 3: torchvision crops from int(round(1.5)) = 2, HF from 3 // 2 = 1."""
+    x = torch.arange(7.0).view(1, 1, 1, 7).expand(1, 3, 7, 7)
+    assert center_crop(x, 4, "round")[0, 0, 0, 0].item() == 2.0
+    assert center_crop(x, 4, "floor")[0, 0, 0, 0].item() == 1.0
+
+
+def test_hpsv3_pixel_values_match_qwen2vl_image_processor():
+    """Same layout as Qwen2VLImageProcessor on a 448 x 448 image (no resize): float-exact."""
+    image = smooth_image(448, 448, seed=4)
+    official = Qwen2VLImageProcessorPil(min_pixels=PIXELS, max_pixels=PIXELS)(images=[image, image],
+                                                                              return_tensors="pt")
+    ours, grid = pixel_values(torch.cat([as_tensor(image)] * 2))
+    assert grid.tolist() == official.image_grid_thw.tolist() == [[1, 32, 32]] * 2
+    assert ours.shape == official.pixel_values.shape == (2 * 1024, 3 * 2 * 14 * 14)
+    assert (ours - official.pixel_values).abs().max().item() < EXACT
+
+
+@pytest.mark.parametrize("height,width", [(512, 512), (600, 480)])
+def test_hpsv3_resize_matches_the_official_pil_resize(height, width):
+    """HPSv3's process_vision_info resizes with PIL (bicubic) to smart_resize(H, W); the processor resizes
+    again to smart_resize of that when it differs (non-square images): two chained roundings."""
+    image = smooth_image(height, width, seed=5)
+    ours, grid = pixel_values(as_tensor(image))
+    fetched_h, fetched_w = smart_resize(height, width, 28, PIXELS, PIXELS)
+    official = Qwen2VLImageProcessorPil(min_pixels=PIXELS, max_pixels=PIXELS)(
+        images=[image.resize((fetched_w, fetched_h), Image.Resampling.BICUBIC)], return_tensors="pt")
+    assert grid.tolist() == official.image_grid_thw.tolist()
+    assert_close_after_resize(ours, official.pixel_values, resizes=1 if height == width else 2)
+
+
+def test_preprocessing_is_differentiable():
+    x = as_tensor(smooth_image(256, 320)).requires_grad_(True)
+    y = resize_longest_and_pad(x, 224).sum() + center_crop(resize_shortest(x, 224), 224).sum()
+    y = y + pixel_values(x)[0].sum()
+    y.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
