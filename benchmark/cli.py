@@ -15,6 +15,13 @@ from benchmark.errors import ConfigError
 COMMANDS = {
     "train": ("benchmark.train_cli", "fine-tune a backbone with a method and a reward"),
     "embed": ("benchmark.embed_cli", "encode a prompt set into the text-embedding cache"),
+    "sample": ("evaluators.sample_cli", "generate evaluation images for a prompt set (GenEval's folder layout)"),
+    "score": ("evaluators.score_cli", "score sampled images with rewards and GenEval into per-image parquet"),
+    "table": ("evaluators.table_cli", "build the paper's tables (Markdown, LaTeX, CSV) from scores"),
+    "plot": ("evaluators.plot_cli", "training, ablation, gradient-norm, radar and sample-grid plots"),
+    "geneval-prompts": ("evaluators.geneval_cli", "generate GenEval-style training prompts (JSONL metadata)"),
+    "sweep": ("sweeps.cli", "launch, watch and collect sweeps on Slurm, locally or in-process"),
+    "demo": ("benchmark.demo", "the whole benchmark on the toy backbone, on a CPU, in minutes"),
     "bench": ("benchmark.bench_cli", "memory, step-time and rollout benchmarks against the floor and diffusers"),
 }
 
