@@ -1,0 +1,134 @@
+"""Per-step telemetry: <run_dir>/metrics.jsonl (one JSON object per step), TensorBoard, tqdm, summary.json.
+
+Each line holds ``step, loss, reward_mean, reward_std``, the method's metrics and choices as it reports
+them (``weight, k, j, ts, t_min, t_train, d_j, d_0 ...``), ``grad_norm`` (total, before clipping), for
+methods with a gradient decomposition ``grad_norm_<part>`` (LeapAlign: ``grad_norm_single`` and
+``grad_norm_nested``), ``lr, step_time, peak_mem`` (bytes) and ``skipped``. Plots read this file and
+config.yaml from the run directory; keep those names.
+
+The gradient decomposition hook
+-------------------------------
+``gradient_parts(method) -> {part: method'}`` names methods whose gradient (same choices, same
+trajectory) is one part of the full gradient; the remainder is reported as the complementary part. A
+method may define ``gradient_parts()`` itself. Without it, a method whose config has an ``alpha`` field
+(LeapAlign's gradient discounting, supplement Eq. 17-18) is decomposed by recomputing with alpha = 0:
+Eq. 18's nested term is the only one alpha scales, so the alpha = 0 gradient is the single-step part and
+full - single the nested part. The values of x and the similarity weight do not depend on alpha.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import resource
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SUMMARY_KEYS = ("loss", "reward_mean", "grad_norm", "step_time")
+
+
+def gradient_parts(method: Any) -> dict[str, Any]:
+    """Method variants whose gradients are parts of ``method``'s (see the module docstring)."""
+    if hasattr(method, "gradient_parts"):
+        return method.gradient_parts()
+    cfg = getattr(method, "cfg", None)
+    if dataclasses.is_dataclass(cfg) and "alpha" in {f.name for f in dataclasses.fields(cfg)}:
+        return {"single": type(method)(dataclasses.replace(cfg, alpha=0.0))}
+    return {}
+
+
+COMPLEMENT = {"single": "nested"}
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak memory in bytes: CUDA's max allocated on GPU, the process's max RSS on CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+class Telemetry:
+    """Rank 0 writes; other ranks hold a no-op instance (``enabled=False``)."""
+
+    def __init__(self, run_dir: Path, enabled: bool, total: int, start: int, progress: bool, tensorboard: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.rows: list[dict] = []
+        self.bar = self.tb = None
+        if not enabled:
+            return
+        self._truncate_after(start)  # a resumed run rewrites the steps after its checkpoint
+        self.file = open(self.path, "a")
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:  # tensorboard is an optional extra
+                self.tb = None
+
+    def _truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(line + "\n" for line in keep))
+
+    def log(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        row = {k: _jsonable(v) for k, v in row.items()}
+        self.rows.append(row)
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+                    self.tb.add_scalar(f"train/{key}", value, row["step"])
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(reward=f"{row.get('reward_mean', float('nan')):.4f}",
+                                 loss=f"{row.get('loss', float('nan')):.4g}", skipped=row.get("skipped", False))
+
+    def summary(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """Summarise every logged step of the run (reading metrics.jsonl, so resumed runs are whole)."""
+        if not self.enabled:
+            return {}
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        good = [r for r in rows if not r.get("skipped")]
+        tail = max(1, len(good) // 10)
+        out: dict[str, Any] = {"steps_logged": len(rows), "steps_skipped": len(rows) - len(good)}
+        for key in SUMMARY_KEYS:
+            values = [r[key] for r in good if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if values:
+                out[f"{key}_first"] = sum(values[:tail]) / len(values[:tail])
+                out[f"{key}_last"] = sum(values[-tail:]) / len(values[-tail:])
+        out["peak_mem"] = max((r.get("peak_mem", 0) for r in rows), default=0)
+        out.update(extra)
+        (self.path.parent / "summary.json").write_text(json.dumps(out, indent=2))
+        return out
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self.file.close()
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON has no NaN/inf: a non-finite value is logged as null (see "skipped")
+    return value
