@@ -282,3 +282,17 @@ def load_checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     set_optimizer_state_dict(model, optimizer, optim_state, options=options)
     ema.load_full_state(load_file(str(ckpt / "ema.safetensors")))
     return load_trainer_state(ckpt / "trainer.pt")
+
+
+def apply_ema(transformer: nn.Module, ckpt: Path) -> None:
+    """Load a checkpoint's EMA shadow into ``transformer`` for sampling (paper evaluation uses the EMA).
+
+    The shadow is keyed by the trained parameters' names (full fine-tuning: all; LoRA: the adapter's, so
+    the adapter must be added first). Every key must land on a parameter.
+    """
+    from safetensors.torch import load_file
+
+    ema = load_file(str(Path(ckpt) / "ema.safetensors"))
+    result = transformer.load_state_dict(ema, strict=False)
+    if result.unexpected_keys:
+        raise RuntimeError(f"{ckpt}: EMA weights for unknown parameters {result.unexpected_keys[:3]}")

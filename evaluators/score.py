@@ -1,0 +1,220 @@
+"""Per-image scores of a samples directory (GenEval's layout, as ``leapbench sample`` writes it).
+
+Rewards give one row per (image, metric) with the metric names of the report format (``hpsv2.1``,
+``pickscore``, ``imagereward``, ``hpsv3``, ``ur_alignment``, ``ur_iq``); GenEval gives metric ``geneval``
+with the prompt's task in ``tag`` and 1.0 / 0.0 per image. Rows are labelled with run, method and prompt set
+(``evaluators.report.scores`` has the format) and merged into the output parquet, which is rewritten
+atomically: (run, prompt set, metric) groups already there are kept, so an interrupted or extended scoring
+run only computes what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from benchmark.errors import ConfigError
+from evaluators.rewards.config import RewardConfig
+from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward, UnifiedRewardError
+
+METRICS = {"hpsv2": "hpsv2.1", "pickscore": "pickscore", "imagereward": "imagereward", "hpsv3": "hpsv3"}
+LABELS = ("run", "method", "prompt_set")
+Scorer = Callable[[Tensor, list[str]], dict[str, Tensor]]  # images in [0, 1], prompts -> {metric: [B]}
+
+
+@dataclass(frozen=True)
+class Sample:
+    prompt_id: int
+    row: dict  # the prompt's metadata row
+    image: int
+    path: Path
+
+    @property
+    def prompt(self) -> str:
+        return self.row["prompt"]
+
+
+def list_samples(root: str | Path) -> list[Sample]:
+    """Every ``<NNNNN>/samples/<k>.png`` under ``root`` with its metadata row, by (prompt id, image)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError("samples", "a samples directory in GenEval's layout (leapbench sample)", str(root))
+    found = []
+    for folder in (p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
+        meta = folder / "metadata.jsonl"
+        try:
+            row = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError("samples", f"a readable metadata.jsonl in every prompt folder ({err})",
+                              str(meta)) from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise ConfigError("samples", 'metadata rows with a "prompt" string', str(meta))
+        for path in (folder / "samples").glob("*.png"):
+            if path.stem.isdigit():
+                found.append(Sample(int(folder.name), row, int(path.stem), path))
+    if not found:
+        raise ConfigError("samples", "<NNNNN>/metadata.jsonl + <NNNNN>/samples/<k>.png images", str(root))
+    return sorted(found, key=lambda s: (s.prompt_id, s.image))
+
+
+def is_geneval(samples: list[Sample]) -> bool:
+    return all("tag" in s.row and "include" in s.row for s in samples)
+
+
+def sampling_labels(root: str | Path) -> dict:
+    """Default labels (run, method, prompt_set) from the directory's sampling.json, if any."""
+    file = Path(root) / "sampling.json"
+    settings = json.loads(file.read_text()) if file.is_file() else {}
+    return {k: settings[k] for k in LABELS if settings.get(k)}
+
+
+# -- rewards -------------------------------------------------------------------------------------------
+
+
+def reward_spec(text: str) -> RewardConfig:
+    """``NAME:PATH[:BASE_PATH]`` (e.g. ``hpsv2:/ckpt/HPS_v2.1_compressed.pt``) as a checked RewardConfig."""
+    name, _, rest = text.partition(":")
+    path, _, base = rest.partition(":")
+    if name not in METRICS or not path:
+        raise ConfigError("--reward", f"NAME:PATH[:BASE_PATH] with NAME one of {', '.join(METRICS)}", text)
+    cfg = RewardConfig(name=name, path=path, base_path=base or None)
+    cfg.check_paths("--reward " + name)
+    return cfg
+
+
+def reward_section(file: str) -> list[RewardConfig]:
+    """The ``reward`` section of a YAML file (or the file itself); a weighted reward's parts are scored apart."""
+    from benchmark.config import read_yaml, reward_config
+
+    tree = read_yaml(file)
+    cfg = reward_config(tree.get("reward", tree))
+    parts = cfg.parts if cfg.name == "weighted" else [cfg]
+    for part in parts:
+        if part.name not in METRICS:
+            raise ConfigError("reward.name", f"one of {', '.join(METRICS)} (UnifiedReward: --unified-reward)",
+                              part.name)
+    return parts
+
+
+def check_unified(url: str, dimensions: Mapping[str, str]) -> None:
+    """The server URL's form and the scored dimensions (no request is sent)."""
+    RewardConfig(name="unifiedreward", path=url).check_paths("--unified-reward")
+    for metric, dimension in dimensions.items():
+        if dimension not in DIMENSIONS:
+            raise ConfigError(f"{metric} dimension", f"one of {', '.join(DIMENSIONS)}", dimension)
+
+
+def unified_reward(url: str, dimensions: Mapping[str, str], workers: int = 8) -> Scorer:
+    """UnifiedReward metrics from one server: ``{metric: dimension}``; dimensions sharing a prompt template
+    (alignment, coherence and style all come from the ACS answer) are read from one reply per image."""
+    check_unified(url, dimensions)
+    client = UnifiedReward(url)
+    templates = {DIMENSIONS[d][0] for d in dimensions.values()}
+
+    def one(image: Tensor, prompt: str) -> dict[str, float]:
+        answers = {t: client.ask(image, t.format(prompt=prompt)) for t in templates}
+        scores = {}
+        for metric, dimension in dimensions.items():
+            template, pattern = DIMENSIONS[dimension]
+            match = re.search(pattern, answers[template])
+            if match is None:
+                raise UnifiedRewardError(
+                    f"UnifiedReward reply has no '{dimension}' score: {answers[template][:300]!r}")
+            scores[metric] = float(match.group(1))
+        return scores
+
+    def score(images: Tensor, prompts: list[str]) -> dict[str, Tensor]:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            rows = list(pool.map(one, images.cpu(), prompts))
+        return {m: torch.tensor([r[m] for r in rows]) for m in dimensions}
+
+    return score
+
+
+def reward_scorer(metric: str, reward: torch.nn.Module) -> Scorer:
+    return lambda images, prompts: {metric: reward(images, prompts)}
+
+
+def load_images(samples: list[Sample]) -> Tensor:
+    """(B, 3, H, W) float in [0, 1] from PNG files (all of one size)."""
+    from PIL import Image
+
+    arrays = [np.asarray(Image.open(s.path).convert("RGB")) for s in samples]
+    if len({a.shape for a in arrays}) > 1:
+        raise ConfigError("samples", "images of one size within a batch", [s.path.name for s in samples])
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+
+
+@torch.no_grad()
+def score_rewards(samples: list[Sample], scorers: list[Scorer], batch_size: int = 8,
+                  device: torch.device | str = "cpu", progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Rows (prompt_id, prompt, image, metric, tag, value) of every scorer on every sample, in batches."""
+    records = []
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start : start + batch_size]
+        images, prompts = load_images(batch).to(device), [s.prompt for s in batch]
+        for scorer in scorers:
+            for metric, values in scorer(images, prompts).items():
+                records += [(s.prompt_id, s.prompt, s.image, metric, "", float(v))
+                            for s, v in zip(batch, values.float().cpu().tolist())]
+        if progress is not None:
+            progress(len(batch))
+    return pd.DataFrame(records, columns=["prompt_id", "prompt", "image", "metric", "tag", "value"])
+
+
+def score_geneval(root: str | Path, detector, colour_classifier=None, progress: bool = True) -> pd.DataFrame:
+    """GenEval correctness per image (metric ``geneval``, tag = task), from ``geneval.score_folder``."""
+    from evaluators.geneval import score_folder
+
+    df = score_folder(root, detector, colour_classifier, progress=progress)
+    return pd.DataFrame({"prompt_id": df["prompt_index"], "prompt": df["prompt"], "image": df["image_index"],
+                         "metric": "geneval", "tag": df["tag"], "value": df["correct"].astype(float)})
+
+
+# -- the output file -------------------------------------------------------------------------------------
+
+
+def existing_scores(out: str | Path) -> pd.DataFrame | None:
+    """The scores already in ``out`` (None when it does not exist); ConfigError when it is unreadable."""
+    from evaluators.report import read_scores
+
+    if Path(out).suffix != ".parquet" or Path(out).is_dir():
+        raise ConfigError("--out", "a .parquet file path", str(out))
+    if not Path(out).exists():
+        return None
+    try:
+        return read_scores(out)
+    except Exception as err:  # a corrupt or foreign file: refuse before any model is loaded
+        raise ConfigError("--out", f"a new file or a readable scores parquet ({type(err).__name__}: {err})",
+                          str(out)) from None
+
+
+def done_metrics(existing: pd.DataFrame | None, labels: Mapping[str, str]) -> set[str]:
+    """Metrics the output already holds for this (run, prompt set)."""
+    if existing is None:
+        return set()
+    mine = existing[(existing["run"] == labels["run"]) & (existing["prompt_set"] == labels["prompt_set"])]
+    return set(mine["metric"])
+
+
+def merge_scores(existing: pd.DataFrame | None, new: pd.DataFrame, labels: Mapping[str, str],
+                 out: str | Path) -> pd.DataFrame:
+    """Label ``new``, replace the same (run, prompt set, metric) rows of ``existing``, write atomically."""
+    from evaluators.report import write_scores
+
+    new = new.assign(**{k: labels[k] for k in LABELS})
+    if existing is not None:
+        same = ((existing["run"] == labels["run"]) & (existing["prompt_set"] == labels["prompt_set"])
+                & existing["metric"].isin(set(new["metric"])))
+        new = pd.concat([existing[~same], new], ignore_index=True)
+    write_scores(new, out)
+    return new
