@@ -1,0 +1,198 @@
+"""The default stages of a sweep run: thin adapters from ``fn(run_config, run_dir)`` to the real entry points.
+
+``run_config`` is the run's tree (``RunSpec.job_config``): the run config sections, plus ``eval`` (the
+spec's ``EvalConfig``) and ``sweep`` (sweep, run name, id, method label). Each stage may carry a
+``check(run_config, world_size)`` attribute that the launcher calls for every run before submitting
+anything; it must not load models.
+
+- ``train``: ``benchmark.train.train`` with the configured reward and ``resume="auto"`` (a requeued or
+  relaunched run continues from its newest valid checkpoint).
+- ``sample``: ``evaluators.sample`` (the EMA weights of the newest checkpoint, or the base model for a
+  run without training) into ``<run_dir>/samples`` in GenEval's layout; ranks split the prompts.
+- ``score``: every ``eval.metrics`` reward, and GenEval when ``eval.geneval`` is set, into
+  ``<run_dir>/scores.parquet`` (the per-image format of ``evaluators.report.scores``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SAMPLES, SCORES = "samples", "scores.parquet"
+
+
+class StageInterrupted(RuntimeError):
+    """The stage stopped early (SIGTERM / SIGUSR2) after saving its state; the next launch resumes it."""
+
+
+def training_config(run_config: dict, run_dir: Path) -> Any:
+    from benchmark.config import config_from_dict
+
+    tree = {k: v for k, v in run_config.items() if k not in ("eval", "sweep")}
+    return config_from_dict({**tree, "run_dir": str(run_dir)})
+
+
+# -- train ----------------------------------------------------------------------------------------------------
+
+
+def train(run_config: dict, run_dir: Path) -> None:
+    from benchmark.config import reward_config
+    from benchmark.train import train as run_train
+    from evaluators.rewards import build_reward
+
+    cfg = training_config(run_config, run_dir)
+    result = run_train(cfg, build_reward(reward_config(cfg.reward)), resume="auto")
+    if result.status != "finished":
+        raise StageInterrupted(f"training {result.status} at step {result.step}; checkpoint {result.checkpoint}")
+
+
+def check_train(run_config: dict, world_size: int) -> None:
+    from benchmark.config import check_run
+
+    check_run(training_config(run_config, Path(run_config["run_dir"])), world_size, "auto", check_reward=True)
+
+
+train.check = check_train
+
+
+# -- sample ---------------------------------------------------------------------------------------------------
+
+
+def sample_backbone(run_config: dict) -> dict:
+    ev = run_config["eval"]
+    size = {k: ev[k] for k in ("height", "width", "guidance") if ev.get(k) is not None}
+    return {**run_config["backbone"], **size}
+
+
+def sample(run_config: dict, run_dir: Path) -> None:
+    from benchmark.checkpoint import latest_valid
+    from benchmark.distributed import env_from_environment
+    from evaluators.sample import generate, load_model, plan_sampling
+
+    ev, env = run_config["eval"], env_from_environment()
+    trained = latest_valid(run_dir / "checkpoints") is not None
+    size = {k: ev[k] for k in ("height", "width", "guidance") if ev.get(k) is not None}  # eval may differ
+    plan = plan_sampling(ev["cache"], str(run_dir / SAMPLES), size if trained else sample_backbone(run_config),
+                         prompts=ev["prompts"], run=str(run_dir) if trained else None, ema=ev["ema"] and trained,
+                         steps=ev["steps"], images=ev["images"], seed=ev["seed"], batch_size=ev["batch_size"],
+                         rank=env.rank, world_size=env.world_size, limit=ev["limit"])
+    generate(plan, load_model(plan, env.device), env.device)
+
+
+def check_sample(run_config: dict, world_size: int) -> None:
+    from benchmark.backbones import BackboneConfig
+    from benchmark.cache import EmbeddingCache
+    from benchmark.config import check_type
+    from benchmark.errors import ConfigError
+
+    backbone = check_type(sample_backbone(run_config), BackboneConfig, "backbone")
+    backbone.check_paths()
+    cache = EmbeddingCache.open(run_config["eval"]["cache"], "eval.cache")
+    if cache.backbone != backbone.name:
+        raise ConfigError("eval.cache", f"an embedding cache encoded for backbone {backbone.name}", cache.backbone)
+    cache.prompt_set(run_config["eval"]["prompts"])
+
+
+sample.check = check_sample
+
+
+# -- score ----------------------------------------------------------------------------------------------------
+
+
+def sampled_images(folder: Path) -> list[tuple[int, dict, int, Path]]:
+    """(prompt id, metadata row, image index, path) of every ``<NNNNN>/samples/<k>.png``."""
+    items = []
+    for prompt_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()):
+        row = json.loads((prompt_dir / "metadata.jsonl").read_text().splitlines()[0])
+        for png in sorted((prompt_dir / "samples").glob("*.png"), key=lambda p: int(p.stem)):
+            items.append((int(prompt_dir.name), row, int(png.stem), png))
+    if not items:
+        raise FileNotFoundError(f"no sampled images under {folder}")
+    return items
+
+
+def labels(run_config: dict, folder: Path) -> dict:
+    sweep, ev = run_config.get("sweep") or {}, run_config["eval"]
+    settings = json.loads((folder / "sampling.json").read_text()) if (folder / "sampling.json").is_file() else {}
+    return {"run": sweep.get("run", folder.parent.name), "method": sweep.get("method", settings.get("method", "")),
+            "prompt_set": ev.get("prompt_set") or settings.get("prompt_set", "")}
+
+
+def reward_rows(items: list, rewards: dict[str, Any], device: Any, batch: int = 8) -> list[dict]:
+    """One row per (image, metric); ``rewards`` maps a score key to a reward module or a zero-argument
+    function building it (so only one reward model is in memory at a time)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    rows = []
+    for key, make in rewards.items():
+        reward = (make() if not isinstance(make, torch.nn.Module) else make).to(device)
+        for start in range(0, len(items), batch):
+            chunk = items[start:start + batch]
+            images = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)
+                                  for _, _, _, p in chunk]).float().div(255).to(device)
+            with torch.no_grad():
+                values = reward(images, [row["prompt"] for _, row, _, _ in chunk]).float().cpu().tolist()
+            rows += [{"prompt_id": p, "prompt": row["prompt"], "image": k, "metric": key, "tag": "", "value": v}
+                     for (p, row, k, _), v in zip(chunk, values)]
+        del reward
+    return rows
+
+
+def geneval_rows(folder: Path, settings: dict, device: Any) -> list[dict]:
+    from evaluators.geneval.colour import ClipColourClassifier
+    from evaluators.geneval.detectors import Mask2FormerDetector
+    from evaluators.geneval.score import score_folder
+
+    frame = score_folder(folder, Mask2FormerDetector(settings["detector"], device),
+                         ClipColourClassifier(settings["clip"], device=device), progress=False)
+    return [{"prompt_id": int(r.prompt_index), "prompt": r.prompt, "image": int(r.image_index), "metric": "geneval",
+             "tag": r.tag, "value": float(r.correct)} for r in frame.itertuples()]
+
+
+def score(run_config: dict, run_dir: Path) -> None:
+    from evaluators.rewards import RewardConfig, build_reward
+
+    metrics = run_config["eval"]["metrics"]
+    score_with(run_config, run_dir, {k: (lambda s=s: build_reward(RewardConfig(**s))) for k, s in metrics.items()})
+
+
+def score_with(run_config: dict, run_dir: Path, rewards: dict[str, Any]) -> None:
+    """Score ``<run_dir>/samples`` with ``rewards`` (score key -> reward or its builder) and GenEval."""
+    import pandas as pd
+
+    from benchmark.distributed import env_from_environment
+    from evaluators.report.scores import write_scores
+
+    env = env_from_environment()
+    if not env.is_main:  # scoring is cheap next to sampling: rank 0 scores everything
+        return
+    ev, folder = run_config["eval"], run_dir / SAMPLES
+    items = sampled_images(folder)
+    rows = reward_rows(items, rewards, env.device)
+    if ev.get("geneval"):
+        rows += geneval_rows(folder, ev["geneval"], env.device)
+    frame = pd.DataFrame(rows).assign(**labels(run_config, folder))
+    write_scores(frame, run_dir / SCORES)
+
+
+def check_score(run_config: dict, world_size: int) -> None:
+    from pathlib import Path as P
+
+    from benchmark.errors import ConfigError
+    from evaluators.rewards import RewardConfig
+
+    ev = run_config["eval"]
+    if not ev["metrics"] and not ev.get("geneval"):
+        raise ConfigError("eval.metrics", "at least one metric (or eval.geneval) to score", ev["metrics"])
+    for key, section in ev["metrics"].items():
+        RewardConfig(**section).check_paths(f"eval.metrics.{key}")
+    if ev.get("geneval"):
+        for item in ("detector", "clip"):
+            if not P(str(ev["geneval"].get(item))).exists():
+                raise ConfigError(f"eval.geneval.{item}", "an existing path", ev["geneval"].get(item))
+
+
+score.check = check_score

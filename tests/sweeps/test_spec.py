@@ -1,0 +1,179 @@
+"""Spec expansion, stable ids, the paper's spec files (validated with dummy paths), dry runs; no Slurm."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.errors import ConfigError
+from benchmark.testing import PROMPTS, tiny_cache
+from sweeps.launcher import SlurmOptions, launch, minutes, stage_options, validate
+from sweeps.records import read_records
+from sweeps.spec import load_spec, spec_files
+from tests.sweeps.helpers import tiny_spec
+
+
+def test_grid_times_list_and_stable_ids(tmp_path):
+    tree = tiny_spec(tmp_path)
+    tree["grid"] = {"seed": [0, 1], "optim.lr": [1e-3, 2e-3]}
+    spec = load_spec(tree)
+    trained = [r for r in spec.runs if r.train]
+    assert len(trained) == 3 * 4
+    # the pretrained run does not depend on training settings: one run for the whole grid
+    assert [r.name for r in spec.runs if not r.train] == ["pretrained-seed0-lr0.001"]
+    assert len({r.id for r in spec.runs}) == len(spec.runs)
+    assert load_spec(tree).runs[5].id == spec.runs[5].id  # stable across loads
+    la = spec.run("leapalign-seed1-lr0.002")
+    assert la.config["seed"] == 1 and la.config["optim"]["lr"] == 2e-3 and la.config["method"]["alpha"] == 0.3
+    tree["grid"]["method.lam"] = [1.0]  # a grid applies to every entry: refl has no lam
+    with pytest.raises(ConfigError, match=r"refl.*method\.lam"):
+        load_spec(tree)
+
+
+def test_method_section_with_another_name_replaces_the_base(tmp_path):
+    tree = tiny_spec(tmp_path, methods=("refl",))
+    tree["base"]["method"] = {"name": "leapalign", "alpha": 0.1}
+    spec = load_spec(tree)
+    assert spec.run("refl").config["method"] == {"name": "refl", "m": 3}
+    assert [s for s, _ in spec.run("pretrained").stages] == ["sample", "score"]
+    assert [s for s, _ in spec.run("refl").stages] == ["train", "sample", "score"]
+
+
+def test_id_changes_with_the_config_not_with_the_paths(tmp_path, monkeypatch):
+    tree = {"name": "x", "paths": {"MODEL": None}, "base": {"backbone": {"name": "flux", "path": "${MODEL}"}},
+            "runs": [{"name": "a"}], "eval": {"cache": "${MODEL}/cache"}}
+    monkeypatch.setenv("MODEL", "/models/one")
+    one = load_spec(tree).runs[0]
+    monkeypatch.setenv("MODEL", "/models/two")
+    two = load_spec(tree).runs[0]
+    assert one.id == two.id and two.config["backbone"]["path"] == "/models/two"
+    tree["runs"] = [{"name": "a", "optim.lr": 2e-5}]
+    assert load_spec(tree).runs[0].id != one.id
+
+
+def test_unset_path_variable_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLUX_DIR", raising=False)
+    with pytest.raises(ConfigError, match="FLUX_DIR"):
+        load_spec(spec_files()[0])
+    assert load_spec(spec_files()[0], require_paths=False).unresolved
+
+
+def test_invalid_value_names_run_and_field(tmp_path):
+    tree = tiny_spec(tmp_path)
+    tree["runs"][2]["method"]["alpha"] = 1.5
+    with pytest.raises(ConfigError, match=r"drtune|leapalign|method\.") as err:
+        load_spec(tree)
+    tree = tiny_spec(tmp_path)
+    tree["runs"][3]["method"]["alpha"] = 1.5  # leapalign
+    with pytest.raises(ConfigError, match=r"leapalign.*method\.alpha.*\[0, 1\]"):
+        load_spec(tree)
+    assert err.value
+
+
+def make_dummy_paths(root: Path) -> dict[str, str]:
+    """Directory layouts that pass every path check without holding any weights."""
+    def touch(*parts):
+        path = root.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        return path
+
+    for model in ("flux", "sd3"):
+        for part in ("transformer/config.json", "vae/config.json", "scheduler/scheduler_config.json"):
+            touch(model, part)
+    touch("hps", "HPS_v2.1_compressed.pt")
+    touch("pickscore", "config.json"), touch("pickscore", "model.safetensors"), touch("pickscore", "tokenizer.json")
+    touch("hpsv3", "HPSv3.safetensors"), touch("hpsv3", "Qwen2-VL-7B-Instruct", "config.json")
+    touch("hpsv3", "Qwen2-VL-7B-Instruct", "tokenizer.json")
+    touch("imagereward", "ImageReward.pt"), touch("imagereward", "bert-base-uncased", "vocab.txt")
+    touch("geneval", "mask2former", "config.json"), touch("geneval", "clip.safetensors")
+    for name in ("hpdv2-train-flux", "hpdv2-test-flux", "geneval-train-flux", "geneval-test-flux"):
+        tiny_cache(root / "cache" / name, "flux")
+    for name in ("hpdv2-train-sd3", "hpdv2-test-sd3"):
+        tiny_cache(root / "cache" / name, "sd3")
+    (root / "prompts").mkdir()
+    (root / "prompts" / "hpdv2_test.txt").write_text("\n".join(PROMPTS[:4]) + "\n")
+    (root / "prompts" / "geneval_evaluation_metadata.jsonl").write_text(
+        "".join(json.dumps({"tag": "colors", "include": [], "prompt": p}) + "\n" for p in PROMPTS[:4]))
+    return {"FLUX_DIR": str(root / "flux"), "SD35M_DIR": str(root / "sd3"), "HPS_CKPT": str(root / "hps"),
+            "PICKSCORE_DIR": str(root / "pickscore"), "HPSV3_DIR": str(root / "hpsv3"),
+            "IMAGEREWARD_DIR": str(root / "imagereward"), "UNIFIED_REWARD_URL": "http://127.0.0.1:8000",
+            "CACHE_DIR": str(root / "cache"), "PROMPTS_DIR": str(root / "prompts"),
+            "GENEVAL_DETECTOR": str(root / "geneval" / "mask2former"), "GENEVAL_CLIP": str(root / "geneval" / "clip.safetensors")}
+
+
+@pytest.fixture(scope="module")
+def dummy_paths(tmp_path_factory):
+    return make_dummy_paths(tmp_path_factory.mktemp("paths"))
+
+
+@pytest.mark.parametrize("path", spec_files(), ids=lambda p: p.stem)
+def test_paper_spec_loads_and_validates(path, dummy_paths, tmp_path):
+    spec = load_spec(path, variables=dummy_paths)
+    assert spec.runs and not spec.unresolved
+    validate(spec, tmp_path, "slurm", stage_options(spec, None))  # world size 16: global batch 64 divides
+    train = [r for r in spec.runs if r.train]
+    assert all(r.config["optim"]["weight_decay"] == 1e-4 and r.config["schedule"]["global_batch"] == 64 for r in train)
+    assert all(r.config["eval"]["steps"] == 50 and r.config["eval"]["images"] == 4 for r in spec.runs)
+
+
+def test_paper_settings(dummy_paths):
+    runs = {r.name: r.config for r in load_spec(spec_files()[0].parent / "table3-rewards.yaml", variables=dummy_paths).runs}
+    expected = {"hpsv2": (0.3, 0.55, 1e-5), "pickscore": (0.1, 0.4, 1e-5), "hpsv3": (0.1, 13.5, 8e-6)}
+    for reward, (alpha, lam, lr) in expected.items():
+        cfg = runs[f"leapalign-{reward}-seed0"]
+        assert (cfg["method"]["alpha"], cfg["method"]["lam"], cfg["optim"]["lr"], cfg["reward"]["name"]) == (
+            alpha, lam, lr, reward)
+    flux = runs["leapalign-hpsv2-seed0"]
+    assert flux["backbone"] | {} == flux["backbone"] and flux["backbone"]["height"] == 720
+    assert (flux["schedule"]["num_steps"], flux["schedule"]["iterations"], flux["optim"]["ema_decay"]) == (25, 300, 0.995)
+    sd3 = load_spec(spec_files()[0].parent / "appendix-sd35m.yaml", variables=dummy_paths).run("leapalign-seed0")
+    assert (sd3.config["backbone"]["height"], sd3.config["schedule"]["iterations"]) == (512, 200)
+    ablation = load_spec(spec_files()[0].parent / "ablation-alpha.yaml", variables=dummy_paths)
+    assert [r.config["method"]["alpha"] for r in ablation.runs] == [0, 0.1, 0.3, 0.5, 1]
+
+
+def test_world_size_is_checked_before_submission(dummy_paths, tmp_path):
+    spec = load_spec(spec_files()[0].parent / "table2-hpdv2.yaml", variables=dummy_paths)
+    with pytest.raises(ConfigError, match="global_batch"):
+        launch(spec, "slurm", tmp_path, SlurmOptions(nodes=3, gpus_per_node=7), dry_run=True)
+
+
+def test_dry_run_prints_jobs_and_sbatch_parameters(dummy_paths, tmp_path, capsys, monkeypatch):
+    from benchmark.cli import main
+
+    for k, v in dummy_paths.items():
+        monkeypatch.setenv(k, v)
+    spec_path = spec_files()[0].parent / "table2-hpdv2.yaml"
+    rc = main(["sweep", "launch", str(spec_path), "--root", str(tmp_path), "--dry-run", "--partition", "gpu",
+               "--account", "proj", "--qos", "high", "--time", "1-00:00:00", "--mem-per-task-gb", "100",
+               "--sbatch=--exclusive", "--sbatch=--comment=leap"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "would submit 14 jobs" in out  # 4 x 3 trained stages + 2 for pretrained
+    assert "#SBATCH --nodes=2" in out and "#SBATCH --ntasks-per-node=8" in out and "#SBATCH --gpus-per-node=8" in out
+    assert "#SBATCH --partition=gpu" in out and "#SBATCH --account=proj" in out and "#SBATCH --qos=high" in out
+    assert "#SBATCH --time=1440" in out and "#SBATCH --mem=819200MB" in out and "#SBATCH --exclusive" in out
+    assert "#SBATCH --comment=leap" in out and "aftercorr:<train-" in out and "#SBATCH --kill-on-invalid-dep=yes" in out
+    assert not (tmp_path / "jobs.json").exists() and read_records(tmp_path) == []
+
+
+def test_slurm_time_parsing():
+    assert minutes("24:00:00") == 1440 and minutes("1-02:00:00") == 1560 and minutes(90) == 90 and minutes("30") == 30
+    with pytest.raises(ConfigError):
+        minutes("0")
+
+
+def test_debug_cluster_runs_the_whole_sweep_in_process(tmp_path):
+    from sweeps.collect import collect
+    from sweeps.status import sweep_status
+
+    spec = load_spec(tiny_spec(tmp_path, methods=("leapalign",)))
+    records = launch(spec, "debug", tmp_path / "root")
+    assert [r.stages for r in records] == [["sample", "score"], ["train", "sample", "score"]]
+    status = sweep_status(spec, tmp_path / "root")
+    assert list(status["state"]) == ["DONE", "DONE"] and list(status["step"]) == [0, 4]
+    paths = collect(spec, tmp_path / "root", tmp_path / "out")
+    assert {p.name for p in paths} >= {"tiny.md", "tiny.csv", "tiny-curves.png"}
+    assert launch(spec, "debug", tmp_path / "root") == []  # finished: nothing to do
