@@ -18,7 +18,7 @@ DEFAULTS = {"flux": dict(height=720, width=720, guidance=3.5), "sd3": dict(heigh
 @dataclass
 class BackboneConfig:
     name: str = "flux"
-    path: str | None = None  # a local diffusers-format model directory (flux, sd3)
+    path: str | None = None  # a local diffusers-format model directory (flux, sd3); toy: a saved toy flow
     tiny: bool = False  # build a tiny random model instead (tests, the demo, CPU benchmarks)
     height: int | None = None  # None: 720 for FLUX (the paper's training size), 512 for SD3.5-M
     width: int | None = None
@@ -52,15 +52,16 @@ class BackboneConfig:
 def build_backbone(cfg: BackboneConfig) -> Backbone:
     """Load (or build tiny) the backbone of ``cfg``; the path is checked before any weight is read."""
     if cfg.name == "toy":
-        return ToyBackbone(cfg.toy)
+        return ToyBackbone.from_pretrained(cfg.path) if cfg.path else ToyBackbone(cfg.toy)
     cfg.check_paths()
     size = dict(height=cfg.height, width=cfg.width, guidance=cfg.guidance)
     if cfg.tiny:
         from benchmark.backbones.tiny import tiny_flux, tiny_sd3
 
         backbone = (tiny_flux if cfg.name == "flux" else tiny_sd3)(**size)
-        backbone.transformer.to(DTYPES[cfg.dtype])
-        backbone.vae.to(DTYPES[cfg.dtype])
+        if cfg.dtype != "float32":  # built in float32
+            backbone.transformer.to(DTYPES[cfg.dtype])
+            backbone.vae.to(DTYPES[cfg.dtype])
         return backbone
     from benchmark.backbones.flux import FluxBackbone
     from benchmark.backbones.sd3 import SD3Backbone

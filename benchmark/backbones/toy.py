@@ -7,8 +7,11 @@ float64 so that gradients can be checked against the paper's equations to 1e-6 a
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -67,6 +70,29 @@ class ToyBackbone:
         self.cfg = cfg
         self.dtype = getattr(torch, cfg.dtype)
         self.transformer = (transformer or ToyVelocityNet(cfg)).to(self.dtype)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: str | None = None) -> "ToyBackbone":
+        """A toy flow saved by ``save_pretrained``: config.json (ToyConfig) + model.safetensors."""
+        from safetensors.torch import load_file
+
+        root = Path(path).expanduser()
+        for name in ("config.json", "model.safetensors"):
+            if not (root / name).is_file():
+                raise ConfigError("backbone.path", f"a toy flow directory with {name} (ToyBackbone.save_pretrained)", str(path))
+        values = json.loads((root / "config.json").read_text())
+        backbone = cls(ToyConfig(**{**values, **({"dtype": dtype} if dtype else {})}))
+        state = load_file(str(root / "model.safetensors"))
+        backbone.transformer.load_state_dict({k: v.to(backbone.dtype) for k, v in state.items()})
+        return backbone
+
+    def save_pretrained(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2))
+        save_file({k: v.contiguous() for k, v in self.transformer.state_dict().items()}, str(root / "model.safetensors"))
 
     def velocity(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
         return self.transformer(x, sigma, cond)

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
 
 from benchmark.backbones.flux import FluxBackbone, FluxCond
 from benchmark.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
 from benchmark.engine import rollout
+from evaluators.rewards.toy import TinyConvReward
 from methods import LossContext, build_method
 
 BENCH_METHODS = {
@@ -27,24 +27,6 @@ BENCH_METHODS = {
     "full_backprop": {"name": "full_backprop", "checkpoint": False},
     "full_backprop_ckpt": {"name": "full_backprop", "checkpoint": True},
 }
-
-
-class TinyImageReward(nn.Module):
-    """A frozen two-layer conv net scoring images in [0, 1]: a differentiable stand-in for a reward model."""
-
-    name, differentiable = "tiny_conv", True
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, stride=2), nn.Conv2d(8, 8, 3, stride=2)
-        for p in self.parameters():
-            p.data = torch.randn(p.shape, generator=g) * 0.2
-            p.requires_grad_(False)
-
-    def forward(self, images: Tensor, prompts: list[str] | None = None) -> Tensor:
-        h = torch.nn.functional.silu(self.conv2(torch.nn.functional.silu(self.conv1(images * 2 - 1))))
-        return h.mean(dim=(1, 2, 3))
 
 
 def sync(device: torch.device) -> None:
@@ -88,7 +70,7 @@ class ProbedBackbone:
 class BenchSetup:
     backbone: FluxBackbone
     cond: FluxCond
-    reward: TinyImageReward
+    reward: TinyConvReward
     optimizer: torch.optim.Optimizer
     device: torch.device
     batch: int
@@ -102,7 +84,7 @@ class BenchSetup:
         g = torch.Generator().manual_seed(seed)
         cond = FluxCond(torch.randn(batch, 16, TEXT_DIM, generator=g), torch.randn(batch, POOLED_DIM, generator=g)).to(dev)
         optimizer = torch.optim.AdamW(backbone.transformer.parameters(), lr=1e-5, weight_decay=1e-4)
-        return cls(backbone, cond, TinyImageReward().to(dev), optimizer, dev, batch)
+        return cls(backbone, cond, TinyConvReward().to(dev), optimizer, dev, batch)
 
 
 def train_step(setup: BenchSetup, method: str, steps: int, seed: int = 0, probe: Probe | None = None) -> dict:

@@ -18,7 +18,8 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransf
 
 from benchmark.backbones.flux import FluxBackbone, FluxCond
 from benchmark.backbones.tiny import FLUX_SCHEDULER
-from benchmark.bench.harness import TinyImageReward, sync
+from benchmark.bench.harness import sync
+from evaluators.rewards.toy import TinyConvReward
 from benchmark.engine import rollout
 from methods import LossContext, build_method
 
@@ -102,7 +103,7 @@ def leapalign_step(backbone, steps, batch, device, dtype, mode: str) -> dict:
         transformer.add_adapter(LoraConfig(r=64, lora_alpha=64, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=1e-4)  # states in the params' dtype (bf16)
-    reward = TinyImageReward().to(device, dtype)
+    reward = TinyConvReward().to(device, dtype)
     cond = cond_for(backbone, batch, device, dtype)
     sigmas = backbone.schedule(steps).to(device)
     method = build_method({"name": "leapalign", "lam": 1e3})

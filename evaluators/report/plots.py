@@ -57,9 +57,10 @@ def _curve_panels(runs: dict[str, pd.DataFrame], keys: Sequence[str], figsize, d
 
 
 def plot_training_curves(runs: Runs, out: Path | str, *, metrics: Sequence[str] = ("reward_mean", "geneval"),
-                         smooth: int = 1, figsize: tuple[float, float] = (10.0, 4.0), dpi: int = 100) -> Path:
-    """One panel per metric present (reward mean with a ±std band, GenEval at its evaluation steps), one
-    line per run; `smooth` is a rolling-mean window in logged steps."""
+                         smooth: int = 1, band: bool = True, figsize: tuple[float, float] = (10.0, 4.0),
+                         dpi: int = 100) -> Path:
+    """One panel per metric present (reward mean with a ±std band unless `band` is off, GenEval at its
+    evaluation steps), one line per run; `smooth` is a rolling-mean window in logged steps."""
     runs = _telemetry(runs)
     fig, present, axes = _curve_panels(runs, metrics, figsize, dpi)
     for ax, key in zip(axes, present):
@@ -70,7 +71,7 @@ def plot_training_curves(runs: Runs, out: Path | str, *, metrics: Sequence[str] 
                                           else [])].dropna(subset=[key])
             y = data[key].rolling(smooth, min_periods=1).mean()
             ax.plot(data["step"], y, color=f"C{i}", label=label, marker="o" if key == "geneval" else None)
-            if "reward_std" in data:
+            if band and "reward_std" in data:
                 std = data["reward_std"].rolling(smooth, min_periods=1).mean()
                 ax.fill_between(data["step"], y - std, y + std, color=f"C{i}", alpha=0.15)
         ax.set(xlabel="step", ylabel=key, title=key.replace("_", " "))

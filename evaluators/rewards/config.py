@@ -14,7 +14,8 @@ from evaluators.rewards.base import Reward
 from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward
 from evaluators.rewards.weighted import WeightedReward
 
-NAMES = ("hpsv2", "pickscore", "imagereward", "hpsv3", "unifiedreward", "weighted")
+NAMES = ("hpsv2", "pickscore", "imagereward", "hpsv3", "unifiedreward", "weighted", "toy_mode", "tiny_conv")
+BUILT_IN = ("toy_mode", "tiny_conv")  # no checkpoint: the toy demo's reward and a seeded tiny conv net
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -78,7 +79,7 @@ class RewardConfig:
             url = urlparse(self.path or "")
             if url.scheme not in ("http", "https") or not url.netloc:
                 raise ConfigError(field_name, "the http(s) URL of an OpenAI-compatible server", self.path)
-        else:
+        elif self.name == "weighted":
             for i, part in enumerate(self.parts):
                 part.check_values(f"{prefix}.parts[{i}]")
                 part.check_paths(f"{prefix}.parts[{i}]")
@@ -103,6 +104,10 @@ def _load(cfg: RewardConfig, device) -> Reward:
         return hpsv3.HPSv3.from_checkpoint(cfg.path, cfg.base_path, dtype=dtype or torch.bfloat16, device=device)
     elif cfg.name == "unifiedreward":
         return UnifiedReward(cfg.path, cfg.dimension)
+    elif cfg.name in BUILT_IN:
+        from evaluators.rewards.toy import TinyConvReward, ToyModeReward
+
+        reward = ToyModeReward() if cfg.name == "toy_mode" else TinyConvReward()
     else:
         return WeightedReward({p.name: (_load(p, device), p.weight) for p in cfg.parts})
     return reward.to(device=device, dtype=dtype) if dtype else reward.to(device)
