@@ -59,8 +59,10 @@ def run_cases(methods: list[str], steps: list[int], resolution: int, device: str
     for method in methods:
         for T in steps:
             cmd = [sys.executable, "-m", "benchmark.bench.memory", method, str(T), str(resolution), device]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, **MALLOC_ENV}).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
+            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MALLOC_ENV})
+            if done.returncode != 0:
+                raise RuntimeError(f"memory case {method} T={T} failed:\n{done.stderr[-3000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             if progress:
                 progress(rows[-1])
     return rows
