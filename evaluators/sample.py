@@ -237,33 +237,16 @@ def load_model(plan: SamplingPlan, device: torch.device | str) -> Any:
         cls = getattr(diffusers, TRANSFORMERS[cfg.name])
         return cls.from_pretrained(ckpt / "transformer", torch_dtype=DTYPES[cfg.dtype])
 
-    if kind == "transformer" and not cfg.tiny:  # never load the base transformer only to replace it
-        backbone = backbone_with(cfg, trained())
-    else:
-        backbone = build_backbone(cfg)
-        if kind == "transformer":
-            backbone.transformer = trained()
-        elif kind == "lora":
-            backbone.transformer.load_lora_adapter(ckpt / "lora", prefix="transformer", adapter_name="default",
-                                                   weight_name="pytorch_lora_weights.safetensors")
+    # a trained full transformer replaces the model directory's, which is then never loaded
+    backbone = build_backbone(cfg, transformer=trained() if kind == "transformer" else None)
+    if kind == "lora":
+        backbone.transformer.load_lora_adapter(ckpt / "lora", prefix="transformer", adapter_name="default",
+                                               weight_name="pytorch_lora_weights.safetensors")
     if plan.ema:
         apply_ema(backbone.transformer, ckpt)  # after the adapter: LoRA's EMA holds the adapter's weights
     backbone.transformer.to(device).eval().requires_grad_(False)
     backbone.vae.to(device).eval().requires_grad_(False)
     return backbone
-
-
-def backbone_with(cfg: BackboneConfig, transformer: torch.nn.Module) -> Any:
-    """A FLUX / SD3 backbone from the model directory's VAE and scheduler and the given transformer."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
-
-    if cfg.name == "flux":
-        from benchmark.backbones.flux import FluxBackbone as cls
-    else:
-        from benchmark.backbones.sd3 import SD3Backbone as cls
-    vae = AutoencoderKL.from_pretrained(cfg.path, subfolder="vae", torch_dtype=DTYPES[cfg.dtype])
-    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(cfg.path, subfolder="scheduler")
-    return cls(transformer, vae, scheduler, cfg.height, cfg.width, cfg.guidance)
 
 
 # -- generation --------------------------------------------------------------------------------------------

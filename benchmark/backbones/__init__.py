@@ -49,8 +49,11 @@ class BackboneConfig:
             require_diffusers_dir(self.path, ("transformer", "vae", "scheduler"))
 
 
-def build_backbone(cfg: BackboneConfig) -> Backbone:
-    """Load (or build tiny) the backbone of ``cfg``; the path is checked before any weight is read."""
+def build_backbone(cfg: BackboneConfig, transformer: torch.nn.Module | None = None) -> Backbone:
+    """Load (or build tiny) the backbone of ``cfg``; the path is checked before any weight is read.
+
+    ``transformer``: a trained transformer to use instead of the model directory's (FLUX, SD3).
+    """
     if cfg.name == "toy":
         return ToyBackbone.from_pretrained(cfg.path) if cfg.path else ToyBackbone(cfg.toy)
     cfg.check_paths()
@@ -62,12 +65,13 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
         if cfg.dtype != "float32":  # built in float32
             backbone.transformer.to(DTYPES[cfg.dtype])
             backbone.vae.to(DTYPES[cfg.dtype])
+        backbone.transformer = transformer or backbone.transformer
         return backbone
     from benchmark.backbones.flux import FluxBackbone
     from benchmark.backbones.sd3 import SD3Backbone
 
     cls = FluxBackbone if cfg.name == "flux" else SD3Backbone
-    return cls.from_pretrained(cfg.path, dtype=DTYPES[cfg.dtype], **size)
+    return cls.from_pretrained(cfg.path, dtype=DTYPES[cfg.dtype], transformer=transformer, **size)
 
 
 __all__ = ["BACKBONES", "Backbone", "BackboneConfig", "ToyBackbone", "ToyConfig", "build_backbone"]

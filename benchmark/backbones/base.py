@@ -68,3 +68,53 @@ def vae_decode(vae: nn.Module, z: Tensor) -> Tensor:
     z = z / vae.config.scaling_factor + shift
     image = vae.decode(z.to(vae.dtype), return_dict=False)[0]
     return (image.float() / 2 + 0.5).clamp(0, 1)
+
+
+class DiffusersBackbone:
+    """What FLUX and SD3 share: a diffusers transformer, VAE and flow-matching scheduler, and the image size.
+
+    Subclasses set ``transformer_cls`` and ``patch`` (latent pixels per token side), and define the layout
+    of the engine's state (``noise``, ``unpack``), ``velocity`` and ``schedule``.
+    """
+
+    name: str
+    transformer_cls: type
+    patch: int
+
+    def __init__(self, transformer: nn.Module, vae: nn.Module, scheduler, height: int, width: int, guidance: float):
+        self.transformer, self.vae, self.scheduler = transformer, vae, scheduler
+        self.guidance = guidance
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        multiple = self.vae_scale_factor * self.patch
+        for field, value in (("height", height), ("width", width)):
+            if not isinstance(value, int) or value < multiple or value % multiple:
+                raise ConfigError(f"backbone.{field}", f"a positive multiple of {multiple}", value)
+        self.height, self.width = height, width
+        self.latent_h, self.latent_w = height // self.vae_scale_factor, width // self.vae_scale_factor
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, height: int, width: int, guidance: float, dtype=torch.bfloat16,
+                        transformer: nn.Module | None = None):
+        """Load from a local diffusers directory (transformer/, vae/, scheduler/), checked before reading weights.
+
+        ``transformer`` (a trained one) replaces the directory's, which is then never read.
+        """
+        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+
+        root = require_diffusers_dir(path, ("transformer", "vae", "scheduler"))
+        return cls(
+            transformer or cls.transformer_cls.from_pretrained(root, subfolder="transformer", torch_dtype=dtype),
+            AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype),
+            FlowMatchEulerDiscreteScheduler.from_pretrained(root, subfolder="scheduler"),
+            height, width, guidance,
+        )
+
+    def check_steps(self, num_steps: int) -> None:
+        if not isinstance(num_steps, int) or num_steps < 2:
+            raise ConfigError("schedule.num_steps", "an integer >= 2", num_steps)
+
+    def unpack(self, x: Tensor) -> Tensor:
+        return x
+
+    def decode(self, x0: Tensor) -> Tensor:
+        return vae_decode(self.vae, self.unpack(x0))

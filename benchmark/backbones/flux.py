@@ -10,7 +10,6 @@ the VAE scaling and shift, decodes and maps [-1, 1] to [0, 1], all differentiabl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,8 +17,7 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransf
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from torch import Tensor
 
-from benchmark.backbones.base import require_diffusers_dir, scheduler_sigmas, vae_decode
-from benchmark.errors import ConfigError
+from benchmark.backbones.base import DiffusersBackbone, scheduler_sigmas
 
 
 @dataclass
@@ -36,8 +34,10 @@ class FluxCond:
         return len(self.prompt_embeds)
 
 
-class FluxBackbone:
+class FluxBackbone(DiffusersBackbone):
     name = "flux"
+    transformer_cls = FluxTransformer2DModel
+    patch = 2  # 2 x 2 latent patches per token; latent size 2 * (H // (vae_scale_factor * 2)) as FluxPipeline
 
     def __init__(
         self,
@@ -48,32 +48,9 @@ class FluxBackbone:
         width: int = 720,
         guidance: float = 3.5,
     ):
-        self.transformer, self.vae, self.scheduler = transformer, vae, scheduler
-        self.guidance = guidance
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        super().__init__(transformer, vae, scheduler, height, width, guidance)
         self.channels = transformer.config.in_channels // 4
-        multiple = self.vae_scale_factor * 2
-        for field, value in (("height", height), ("width", width)):
-            if not isinstance(value, int) or value < multiple or value % multiple:
-                raise ConfigError(f"backbone.{field}", f"a positive multiple of {multiple}", value)
-        # latent size as FluxPipeline computes it: 2 * (H // (vsf * 2))
-        self.height, self.width = height, width
-        self.latent_h, self.latent_w = 2 * (height // multiple), 2 * (width // multiple)
         self._ids: dict[tuple, Tensor] = {}
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, height: int = 720, width: int = 720, guidance: float = 3.5, dtype=torch.bfloat16
-    ) -> "FluxBackbone":
-        root = require_diffusers_dir(path, ("transformer", "vae", "scheduler"))
-        return cls(
-            FluxTransformer2DModel.from_pretrained(root, subfolder="transformer", torch_dtype=dtype),
-            AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype),
-            FlowMatchEulerDiscreteScheduler.from_pretrained(root, subfolder="scheduler"),
-            height,
-            width,
-            guidance,
-        )
 
     @property
     def seq_len(self) -> int:
@@ -131,8 +108,7 @@ class FluxBackbone:
 
     def schedule(self, num_steps: int) -> Tensor:
         """FluxPipeline's sigmas (T + 1 values ending at 0) for this resolution."""
-        if not isinstance(num_steps, int) or num_steps < 2:
-            raise ConfigError("schedule.num_steps", "an integer >= 2", num_steps)
+        self.check_steps(num_steps)
         cfg = self.scheduler.config
         mu = calculate_shift(
             self.seq_len,
@@ -147,6 +123,3 @@ class FluxBackbone:
         shape = (batch, self.channels, self.latent_h, self.latent_w)
         device = generator.device if generator is not None else self.transformer.device
         return self.pack(torch.randn(shape, generator=generator, device=device, dtype=torch.float32))
-
-    def decode(self, x0: Tensor) -> Tensor:
-        return vae_decode(self.vae, self.unpack(x0))

@@ -9,14 +9,12 @@ The paper's appendix runs SD3.5-Medium at 512 x 512.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
 from torch import Tensor
 
-from benchmark.backbones.base import require_diffusers_dir, scheduler_sigmas, vae_decode
-from benchmark.errors import ConfigError
+from benchmark.backbones.base import DiffusersBackbone, scheduler_sigmas
 
 
 @dataclass
@@ -35,8 +33,9 @@ class SD3Cond:
         return len(self.prompt_embeds)
 
 
-class SD3Backbone:
+class SD3Backbone(DiffusersBackbone):
     name = "sd3"
+    transformer_cls = SD3Transformer2DModel
 
     def __init__(
         self,
@@ -47,29 +46,8 @@ class SD3Backbone:
         width: int = 512,
         guidance: float = 4.5,
     ):
-        self.transformer, self.vae, self.scheduler = transformer, vae, scheduler
-        self.guidance = guidance
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        multiple = self.vae_scale_factor * transformer.config.patch_size
-        for field, value in (("height", height), ("width", width)):
-            if not isinstance(value, int) or value < multiple or value % multiple:
-                raise ConfigError(f"backbone.{field}", f"a positive multiple of {multiple}", value)
-        self.height, self.width = height, width
-        self.latent_h, self.latent_w = height // self.vae_scale_factor, width // self.vae_scale_factor
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, height: int = 512, width: int = 512, guidance: float = 4.5, dtype=torch.bfloat16
-    ) -> "SD3Backbone":
-        root = require_diffusers_dir(path, ("transformer", "vae", "scheduler"))
-        return cls(
-            SD3Transformer2DModel.from_pretrained(root, subfolder="transformer", torch_dtype=dtype),
-            AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype),
-            FlowMatchEulerDiscreteScheduler.from_pretrained(root, subfolder="scheduler"),
-            height,
-            width,
-            guidance,
-        )
+        self.patch = transformer.config.patch_size
+        super().__init__(transformer, vae, scheduler, height, width, guidance)
 
     @property
     def cfg_on(self) -> bool:
@@ -97,14 +75,10 @@ class SD3Backbone:
 
     def schedule(self, num_steps: int) -> Tensor:
         """StableDiffusion3Pipeline's sigmas: the scheduler's shifted linear grid (T + 1 values ending at 0)."""
-        if not isinstance(num_steps, int) or num_steps < 2:
-            raise ConfigError("schedule.num_steps", "an integer >= 2", num_steps)
+        self.check_steps(num_steps)
         return scheduler_sigmas(self.scheduler, num_steps)
 
     def noise(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
         shape = (batch, self.transformer.config.in_channels, self.latent_h, self.latent_w)
         device = generator.device if generator is not None else self.transformer.device
         return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
-
-    def decode(self, x0: Tensor) -> Tensor:
-        return vae_decode(self.vae, x0)
