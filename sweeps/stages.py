@@ -100,56 +100,11 @@ sample.check = check_sample
 # -- score ----------------------------------------------------------------------------------------------------
 
 
-def sampled_images(folder: Path) -> list[tuple[int, dict, int, Path]]:
-    """(prompt id, metadata row, image index, path) of every ``<NNNNN>/samples/<k>.png``."""
-    items = []
-    for prompt_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()):
-        row = json.loads((prompt_dir / "metadata.jsonl").read_text().splitlines()[0])
-        for png in sorted((prompt_dir / "samples").glob("*.png"), key=lambda p: int(p.stem)):
-            items.append((int(prompt_dir.name), row, int(png.stem), png))
-    if not items:
-        raise FileNotFoundError(f"no sampled images under {folder}")
-    return items
-
-
 def labels(run_config: dict, folder: Path) -> dict:
     sweep, ev = run_config.get("sweep") or {}, run_config["eval"]
     settings = json.loads((folder / "sampling.json").read_text()) if (folder / "sampling.json").is_file() else {}
     return {"run": sweep.get("run", folder.parent.name), "method": sweep.get("method", settings.get("method", "")),
             "prompt_set": ev.get("prompt_set") or settings.get("prompt_set", "")}
-
-
-def reward_rows(items: list, rewards: dict[str, Any], device: Any, batch: int = 8) -> list[dict]:
-    """One row per (image, metric); ``rewards`` maps a score key to a reward module or a zero-argument
-    function building it (so only one reward model is in memory at a time)."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    rows = []
-    for key, make in rewards.items():
-        reward = (make() if not isinstance(make, torch.nn.Module) else make).to(device)
-        for start in range(0, len(items), batch):
-            chunk = items[start:start + batch]
-            images = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)
-                                  for _, _, _, p in chunk]).float().div(255).to(device)
-            with torch.no_grad():
-                values = reward(images, [row["prompt"] for _, row, _, _ in chunk]).float().cpu().tolist()
-            rows += [{"prompt_id": p, "prompt": row["prompt"], "image": k, "metric": key, "tag": "", "value": v}
-                     for (p, row, k, _), v in zip(chunk, values)]
-        del reward
-    return rows
-
-
-def geneval_rows(folder: Path, settings: dict, device: Any) -> list[dict]:
-    from evaluators.geneval.colour import ClipColourClassifier
-    from evaluators.geneval.detectors import Mask2FormerDetector
-    from evaluators.geneval.score import score_folder
-
-    frame = score_folder(folder, Mask2FormerDetector(settings["detector"], device),
-                         ClipColourClassifier(settings["clip"], device=device), progress=False)
-    return [{"prompt_id": int(r.prompt_index), "prompt": r.prompt, "image": int(r.image_index), "metric": "geneval",
-             "tag": r.tag, "value": float(r.correct)} for r in frame.itertuples()]
 
 
 def score(run_config: dict, run_dir: Path) -> None:
@@ -162,20 +117,30 @@ def score(run_config: dict, run_dir: Path) -> None:
 def score_with(run_config: dict, run_dir: Path, rewards: dict[str, Any]) -> None:
     """Score ``<run_dir>/samples`` with ``rewards`` (score key -> reward or its builder) and GenEval."""
     import pandas as pd
+    import torch
 
     from benchmark.distributed import env_from_environment
     from evaluators.report.scores import write_scores
+    from evaluators.score import list_samples, reward_scorer, score_geneval, score_rewards
 
     env = env_from_environment()
     if not env.is_main:  # scoring is cheap next to sampling: rank 0 scores everything
         return
     ev, folder = run_config["eval"], run_dir / SAMPLES
-    items = sampled_images(folder)
-    rows = reward_rows(items, rewards, env.device)
+    samples = list_samples(folder)
+    frames = []
+    for key, make in rewards.items():  # one reward model in memory at a time
+        reward = (make if isinstance(make, torch.nn.Module) else make()).to(env.device)
+        frames.append(score_rewards(samples, [reward_scorer(key, reward)], device=env.device))
+        del reward
     if ev.get("geneval"):
-        rows += geneval_rows(folder, ev["geneval"], env.device)
-    frame = pd.DataFrame(rows).assign(**labels(run_config, folder))
-    write_scores(frame, run_dir / SCORES)
+        from evaluators.geneval.colour import ClipColourClassifier
+        from evaluators.geneval.detectors import Mask2FormerDetector
+
+        settings = ev["geneval"]
+        frames.append(score_geneval(folder, Mask2FormerDetector(settings["detector"], env.device),
+                                    ClipColourClassifier(settings["clip"], device=env.device), progress=False))
+    write_scores(pd.concat(frames, ignore_index=True).assign(**labels(run_config, folder)), run_dir / SCORES)
 
 
 def check_score(run_config: dict, world_size: int) -> None:
