@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-count", type=int, default=4, help="largest count in counting prompts")
     parser.add_argument("--keep-eval", action="store_true", help="allow prompts of GenEval's evaluation set")
+    parser.add_argument("--repeats", action="store_true",
+                        help="draw with replacement (the paper's 50,000 prompts; distinct ones run out at 544)")
     parser.add_argument("--out", required=True, help="output .jsonl")
 
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).suffix != ".jsonl":
         raise ConfigError("--out", "a .jsonl file", args.out)
     rows = generate_training_prompts(args.n, ratios, seed=args.seed, exclude=() if args.keep_eval else None,
-                                     max_count=args.max_count)
+                                     max_count=args.max_count, unique=not args.repeats)
     write_metadata(args.out, rows)
     counts = Counter(row["tag"] for row in rows)
     print(f"wrote {len(rows)} prompts to {args.out}: " + ", ".join(f"{t} {counts.get(t, 0)}" for t in ORDER))

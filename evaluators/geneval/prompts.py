@@ -6,6 +6,7 @@ evaluation set. Rows are dicts with GenEval's key order: tag, include, [exclude]
 """
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -139,11 +140,14 @@ def generate_training_prompts(
     seed: int = 0,
     exclude: Iterable[dict] | None = None,
     max_count: int = 4,
+    unique: bool = True,
 ) -> list[dict]:
-    """n distinct GenEval-style rows, task counts from `allocate(n, ratios)`, shuffled by the same rng.
+    """n GenEval-style rows, task counts from `allocate(n, ratios)`, shuffled by the same rng.
 
-    Draws use GenEval's templates and rules (numpy default_rng(seed)); a prompt already drawn or present in
-    `exclude` (metadata rows; default: the official 553 evaluation prompts, pass () for none) is redrawn.
+    Draws use GenEval's templates and rules (numpy default_rng(seed)); a prompt present in `exclude`
+    (metadata rows; default: the official 553 evaluation prompts, pass () for none) is redrawn, and with
+    `unique` so is one already drawn. Distinct prompts run out early (at 7:5:3:1:1:0 and max_count 4, 544
+    in all): the paper's 50,000 training prompts need `unique=False`, which draws with replacement.
     Raises ConfigError when a task asks for more prompts than its template can still produce.
     """
     if not isinstance(n, int) or n <= 0:
@@ -169,7 +173,8 @@ def generate_training_prompts(
             if row["tag"] == tag and (tag != "counting" or row["include"][0]["count"] <= max_count)
         }
         left = _space_size(tag, max_count) - len(in_space)
-        if counts[tag] > left:
+        capacity = left if unique else (math.inf if left else 0)  # with repeats: any number, if any is left
+        if counts[tag] > capacity:
             raise ConfigError(
                 f"ratios[{tag!r}]",
                 f"at most {left} distinct new {tag} prompts (lower n or this ratio"
@@ -180,7 +185,8 @@ def generate_training_prompts(
         while taken < counts[tag]:
             row = draws[tag](rng)
             if row["prompt"] not in excluded:
-                excluded.add(row["prompt"])
+                if unique:
+                    excluded.add(row["prompt"])
                 rows.append(row)
                 taken += 1
     return [rows[i] for i in rng.permutation(len(rows))]

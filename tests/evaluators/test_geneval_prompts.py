@@ -105,3 +105,16 @@ def test_write_metadata_round_trips_atomically(tmp_path):
     with pytest.raises(ValueError, match="row 1: unknown tag"):
         write_metadata(path, [rows[0], {**rows[1], "tag": "shape"}])
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl"]
+
+
+def test_repeats_reach_the_papers_size_without_evaluation_prompts():
+    from evaluators.geneval import allocate, generate_training_prompts, load_evaluation_metadata
+
+    rows = generate_training_prompts(5000, seed=3, unique=False)
+    tags = [r["tag"] for r in rows]
+    assert {t: tags.count(t) for t in set(tags)} == {t: c for t, c in allocate(5000, PAPER_RATIOS).items() if c}
+    prompts = [r["prompt"] for r in rows]
+    assert not set(prompts) & {r["prompt"] for r in load_evaluation_metadata()}
+    assert len(set(prompts)) < len(prompts)  # repeats happen (counting has only 160 distinct prompts left)
+    with pytest.raises(ConfigError, match="at most"):
+        generate_training_prompts(5000, seed=3)  # distinct prompts run out
