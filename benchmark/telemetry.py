@@ -18,7 +18,6 @@ full - single the nested part. The values of x and the similarity weight do not 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import resource
@@ -32,12 +31,7 @@ SUMMARY_KEYS = ("loss", "reward_mean", "grad_norm", "step_time")
 
 def gradient_parts(method: Any) -> dict[str, Any]:
     """Method variants whose gradients are parts of ``method``'s (see the module docstring)."""
-    if hasattr(method, "gradient_parts"):
-        return method.gradient_parts()
-    cfg = getattr(method, "cfg", None)
-    if dataclasses.is_dataclass(cfg) and "alpha" in {f.name for f in dataclasses.fields(cfg)}:
-        return {"single": type(method)(dataclasses.replace(cfg, alpha=0.0))}
-    return {}
+    return method.gradient_parts() if hasattr(method, "gradient_parts") else {}
 
 
 COMPLEMENT = {"single": "nested"}

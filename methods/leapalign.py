@@ -23,6 +23,7 @@ gradient, i.e. the identity path x_j^c -> x_hat_{0|j} is stopped).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -154,6 +155,10 @@ class LeapAlign:
 
     def __init__(self, cfg: LeapAlignConfig):
         self.cfg = cfg
+
+    def gradient_parts(self) -> dict[str, "LeapAlign"]:
+        """The single-step part of Eq. 18 is the gradient at alpha = 0; the nested part is the rest."""
+        return {"single": LeapAlign(dataclasses.replace(self.cfg, alpha=0.0))}
 
     def start(
         self,
