@@ -352,6 +352,11 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
     """Everything that must hold before a model is loaded or the run directory is created."""
     cfg.method.validate(cfg.schedule.num_steps)
     s = cfg.schedule
+    if hasattr(cfg.method, "check_reward"):  # a method that needs something of the reward (GRPO's per-reward advantages)
+        cfg.method.check_reward(cfg.reward)
+    group = getattr(cfg.method, "group_size", 1)  # GRPO's samples per prompt: groups stay inside a micro-batch
+    if s.micro_batch % group:
+        raise ConfigError("schedule.micro_batch", f"a multiple of method.group_size ({group})", s.micro_batch)
     if s.global_batch % (world_size * s.micro_batch):
         raise ConfigError(
             "schedule.global_batch",

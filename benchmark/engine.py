@@ -11,10 +11,35 @@ Per step the engine asks the method's plan three questions (Algorithm 1 lines 10
 evaluation keep activations (``grad_on``), what is the model input (``model_input``), and does the rollout
 stop here (``stop_at``). Every evaluation the plan does not keep runs under ``torch.no_grad``, so a
 method's memory is the few evaluations it marks, whatever T is.
+
+A fourth question, ``sde_noise(t)``, turns step t into a stochastic one (the policy-gradient methods,
+``methods.grpo``): 0 (every direct-gradient method) keeps the Euler step above, bit for bit; eta > 0
+samples x_{t-1} from the Gaussian transition of the reverse SDE with the ODE's marginals (``sde_step``).
+
+The SDE (Flow-GRPO, Liu et al. 2025, Eq. 8-9; DanceGRPO, Xue et al. 2025). Rectified flow interpolates
+x_s = (1 - s) x_0 + s x_1 with x_1 ~ N(0, I), s = sigma, and v(x, s) = E[x_1 - x_0 | x_s = x]. From
+x = (1 - s) x0_hat + s x1_hat and v = x1_hat - x0_hat we get x1_hat = x + (1 - s) v, and Tweedie's
+formula for the Gaussian part s x_1 gives the score
+
+    grad log p_s(x) = -E[x_1 | x_s = x] / s = -(x + (1 - s) v) / s.
+
+The probability-flow ODE dx = v ds and, for any diffusion coefficient g(s), the SDE run backwards in s
+
+    dx = [v - g^2 / 2 * grad log p_s(x)] ds + g dw       (ds < 0)
+
+share the marginals p_s (their Fokker-Planck equations agree: the g^2 / 2 Laplacian cancels the score
+term). With Flow-GRPO's g = sigma_t = eta sqrt(s / (1 - s)), one Euler-Maruyama step from s to s' < s is
+
+    x_{s'} ~ N(mean, std^2 I),  mean = x + (v + sigma_t^2 / (2 s) (x + (1 - s) v)) (s' - s),
+                                std  = sigma_t sqrt(s - s').
+
+At s = 1 (the first step) sigma_t is infinite; as Flow-GRPO does, the next grid point replaces s in the
+denominator there: sigma_t = eta sqrt(1 / (1 - s')), so that std = eta and the drift stays finite.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -41,6 +66,8 @@ class Plan(Protocol):
 
     def stop_at(self, t: int) -> bool: ...
 
+    def sde_noise(self, t: int) -> float: ...  # eta of step t -> t-1; 0 = the deterministic Euler step
+
 
 class NoGradPlan:
     """Plain sampling: nothing kept, no early stop."""
@@ -57,6 +84,9 @@ class NoGradPlan:
     def stop_at(self, t: int) -> bool:
         return False
 
+    def sde_noise(self, t: int) -> float:
+        return 0.0
+
 
 @dataclass
 class Trajectory:
@@ -65,7 +95,9 @@ class Trajectory:
     ``x[t]`` is the state at sigma_t and ``v[t]`` the velocity evaluated there; both are detached except
     where the plan kept them (``v``) or carried the graph (``x``). ``x_in[t]`` is the model input of each
     kept evaluation (the connector at LeapAlign's t_j, the stop-grad input of DRTune). ``stopped_at`` is
-    the last timestep evaluated when the plan stopped early, else 0.
+    the last timestep evaluated when the plan stopped early, else 0. For each stochastic step t -> t-1,
+    ``eta[t]`` is its noise level and ``logprob[t]`` the (detached) log-density [B] of the x_{t-1} drawn,
+    under the sampling policy: the "old" log-probabilities of a policy-gradient update.
     """
 
     sigmas: Tensor
@@ -73,6 +105,8 @@ class Trajectory:
     v: dict[int, Tensor] = field(default_factory=dict)
     x_in: dict[int, Tensor] = field(default_factory=dict)
     stopped_at: int = 0
+    eta: dict[int, float] = field(default_factory=dict)
+    logprob: dict[int, Tensor] = field(default_factory=dict)
 
     @property
     def T(self) -> int:
@@ -99,6 +133,46 @@ def leap(x_k: Tensor, v_k: Tensor, sigma_k: Tensor, sigma_j: Tensor) -> Tensor:
     return euler_step(x_k, v_k, sigma_k, sigma_j)
 
 
+def sde_sigma(sigma: Tensor, sigma_next: Tensor, eta: float) -> Tensor:
+    """Flow-GRPO's diffusion coefficient sigma_t = eta sqrt(s / (1 - s)), with s' for s in the denominator at s = 1."""
+    s, s_next = sigma.double(), sigma_next.double()
+    return eta * torch.sqrt(s / (1 - torch.where(s >= 1, s_next, s)))
+
+
+def sde_step(x_t: Tensor, v_t: Tensor, sigma: Tensor, sigma_next: Tensor, eta: float) -> tuple[Tensor, Tensor]:
+    """Mean and std of x_{t-1} | x_t for the reverse SDE (module docstring), in at least float32.
+
+    mean = x + (v + sigma_t^2 / (2 s) (x + (1 - s) v)) (s' - s),  std = sigma_t sqrt(s - s')  (0-dim).
+    """
+    dtype = torch.promote_types(x_t.dtype, torch.float32)
+    x, v = x_t.to(dtype), v_t.to(dtype)
+    g = sde_sigma(sigma, sigma_next, eta)
+    s = sigma.double()
+    drift_scale = (g**2 / (2 * s)).to(dtype)
+    mean = x + (v + drift_scale * (x + (1 - s.to(dtype)) * v)) * (sigma_next - sigma).to(dtype)
+    std = (g * torch.sqrt(s - sigma_next.double())).to(dtype)
+    return mean, std
+
+
+def gaussian_logprob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """log N(x; mean, std^2 I) summed over all but the batch dimension: [B]."""
+    dtype = torch.promote_types(mean.dtype, torch.float32)
+    z = (x.to(dtype) - mean.to(dtype)) / std.to(dtype)
+    per_dim = -0.5 * z**2 - torch.log(std.to(dtype)) - 0.5 * math.log(2 * math.pi)
+    return per_dim.flatten(1).sum(1)
+
+
+def step_logprob(x_t: Tensor, x_prev: Tensor, v: Tensor, sigma: Tensor, sigma_next: Tensor, eta: float) -> Tensor:
+    """log p(x_{t-1} = x_prev | x_t) of the SDE step with velocity ``v`` (the policy's or a reference's): [B]."""
+    mean, std = sde_step(x_t, v, sigma, sigma_next, eta)
+    return gaussian_logprob(x_prev, mean, std)
+
+
+def step_kl(mean: Tensor, mean_ref: Tensor, std: Tensor) -> Tensor:
+    """KL(N(mean, std^2 I) || N(mean_ref, std^2 I)) = ||mean - mean_ref||^2 / (2 std^2), per sample: [B]."""
+    return (mean - mean_ref).pow(2).flatten(1).sum(1) / (2 * std**2)
+
+
 def rollout(
     model: VelocityModel,
     cond: Any,
@@ -106,12 +180,15 @@ def rollout(
     sigmas: Tensor,
     plan: Plan | None = None,
     progress: Callable[[int], None] | None = None,
+    generator: torch.Generator | None = None,
 ) -> Trajectory:
     """Integrate the flow ODE from x_T along ``sigmas`` (length T + 1, ending at 0), asking ``plan`` per step.
 
     Algorithm 1 lines 9-34: per timestep t the plan decides whether the velocity keeps activations and
     what the model input is; the state then moves by an Euler step. Unless the plan carries the graph,
     the next state is detached (line 33), so activations live only in the evaluations the plan keeps.
+    Where ``plan.sde_noise(t)`` is eta > 0 the step is the SDE's Gaussian transition instead, its noise
+    drawn from ``generator``, and its log-density is recorded in ``traj.logprob[t]``.
     """
     plan = plan or NoGradPlan()
     traj = Trajectory(sigmas=sigmas)
@@ -139,6 +216,14 @@ def rollout(
             return traj
         if not plan.carries_grad:
             x, v = x.detach(), v.detach()
-        x = euler_step(x, v, sigma_t, sigma_next)
+        eta = plan.sde_noise(t)
+        if eta > 0:
+            mean, std = sde_step(x, v, sigma_t, sigma_next, eta)
+            eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            x = (mean + std * eps).to(x.dtype)
+            traj.eta[t] = eta
+            traj.logprob[t] = gaussian_logprob(x, mean, std).detach()
+        else:
+            x = euler_step(x, v, sigma_t, sigma_next)
     traj.x[0] = x
     return traj

@@ -8,10 +8,14 @@ unless the loss or gradient is non-finite. The loop never looks at which method 
 
 Reproducibility: prompt order, noise and method choices are pure functions of (seed, step, sample), so
 a resumed run, or the same global batch split over a different number of ranks, sees the same data.
+A method's optional attributes (``group_size``, ``needs_reference``, ``uses_iteration``; ``methods.base.Method``)
+repeat prompts in groups, add a frozen reference model and hand ``start`` the step number; stochastic
+rollout steps draw their noise from a generator seeded by (seed, step, micro-batch).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import random
@@ -83,7 +87,9 @@ def train(
     seed_everything(cfg.seed)
 
     # -- model, optimiser, EMA, method, data --------------------------------------------------------
+    method = build_method(cfg.method)
     backbone = backbone if backbone is not None else build_backbone(cfg.backbone)
+    reference = frozen_reference(backbone, device) if getattr(method, "needs_reference", False) else None
     prepare_model(backbone, cfg.train, device)
     how = distributed.strategy(cfg.distributed, cfg.lora, env.world_size)
     model = distributed.parallelize(backbone.transformer, how, cfg.distributed, env)
@@ -93,7 +99,6 @@ def train(
     o = cfg.optim
     optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
     ema = EMA(named, o.ema_decay)
-    method = build_method(cfg.method)
     parts = gradient_parts(method) if cfg.logging.grad_parts_every else {}
     reward = reward.to(device).requires_grad_(False).eval()
     cache, prompts = open_prompts(cfg)
@@ -125,15 +130,18 @@ def train(
         """Roll out, score and backpropagate every micro-batch; gradients sync on the last one."""
         losses, rows, has_grad = [], [], False
         for a, mb in enumerate(batches):
-            mstep = method.start(T, seeded(cfg.seed, "choice", step))  # identical on every rank
+            pins = {"iteration": step} if getattr(method, "uses_iteration", False) else {}
+            mstep = method.start(T, seeded(cfg.seed, "choice", step), **pins)  # identical on every rank
             ctx = LossContext(
                 model=backbone, cond=mb.cond,
                 reward=lambda x0, p=mb.prompts: reward(backbone.decode(x0), p),
                 generator=seeded(cfg.seed, "loss", step, mb.index, device=device),
+                reference=reference, reward_parts=lambda: reward_parts(reward),
             )
             with distributed.gradient_sync(model, sync=a == len(batches) - 1):
                 with autocast:
-                    traj = rollout(backbone, mb.cond, mb.x_T, sigmas, mstep)
+                    sde_noise = seeded(cfg.seed, "sde", step, mb.index, device=device)  # used by stochastic steps only
+                    traj = rollout(backbone, mb.cond, mb.x_T, sigmas, mstep, generator=sde_noise)
                     loss, metrics = mstep.loss(traj, ctx)
                 # a loss may carry no graph (DRTune when all its training steps lie below t_min)
                 if loss.requires_grad:
@@ -160,7 +168,8 @@ def train(
             t0 = time.perf_counter()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            batches = make_batches(cfg, backbone, cache, prompts, step, env.rank, accumulation, device)
+            batches = make_batches(cfg, backbone, cache, prompts, step, env.rank, accumulation, device,
+                                   group_size=getattr(method, "group_size", 1))
 
             optimizer.zero_grad(set_to_none=True)
             losses, rows, has_grad = run_micro_batches(method, step, batches)
@@ -252,6 +261,19 @@ def prepare_model(backbone: Any, cfg: TrainingConfig, device: torch.device) -> N
     transformer.train()
 
 
+def frozen_reference(backbone: Any, device: torch.device) -> Any:
+    """A frozen copy of the initial backbone (its transformer in the loaded dtype), for a method's KL term."""
+    reference = copy.copy(backbone)
+    reference.transformer = copy.deepcopy(backbone.transformer).to(device).requires_grad_(False).eval()
+    return reference
+
+
+def reward_parts(reward: nn.Module) -> dict[str, tuple[Tensor, float]] | None:
+    """The parts of a weighted reward from its latest call, as (unweighted scores, weight); None for one reward."""
+    parts = getattr(reward, "last_parts", None)
+    return {k: (parts[k], reward.weights[k]) for k in parts} if parts else None
+
+
 def open_prompts(cfg: RunConfig) -> tuple[Any, list[str]]:
     if cfg.prompts.cache is None:  # the unconditioned toy flow
         return None, [""]
@@ -262,14 +284,19 @@ def open_prompts(cfg: RunConfig) -> tuple[Any, list[str]]:
 
 
 def make_batches(cfg: RunConfig, backbone: Any, cache: Any, prompts: list[str], step: int, rank: int,
-                 accumulation: int, device: torch.device) -> list[MicroBatch]:
-    """This rank's micro-batches of ``step``: sample g of the global batch is the same whatever the world size."""
+                 accumulation: int, device: torch.device, group_size: int = 1) -> list[MicroBatch]:
+    """This rank's micro-batches of ``step``: sample g of the global batch is the same whatever the world size.
+
+    With ``group_size`` G (GRPO) samples g share the prompt of group g // G: each prompt appears G times in a
+    row, with its own noise per sample; ``check_run`` makes the micro-batch a multiple of G so that groups
+    never span micro-batches.
+    """
     m, B = cfg.schedule.micro_batch, cfg.schedule.global_batch
     batches = []
     for a in range(accumulation):
         index = rank * accumulation + a
         samples = [(step - 1) * B + index * m + i for i in range(m)]
-        chosen = [prompts[prompt_index(g, len(prompts), cfg.seed)] for g in samples]
+        chosen = [prompts[prompt_index(g // group_size, len(prompts), cfg.seed)] for g in samples]
         cond = cache.cond(chosen, device) if cache is not None else None
         x_T = torch.cat([backbone.noise(1, seeded(cfg.seed, "noise", g)) for g in samples]).to(device)
         batches.append(MicroBatch(index, chosen, cond, x_T))

@@ -1,4 +1,5 @@
-"""The methods of Algorithm 1, one file each, chosen by ``method.name`` in the run config.
+"""The methods of Algorithm 1, one file each, chosen by ``method.name`` in the run config, and the
+policy-gradient peer GRPO (DanceGRPO / MixGRPO / Flow-GRPO) in the same protocol.
 
 ``method_config(values)`` builds and validates a method's config from a mapping (YAML / CLI), and
 ``build_method(cfg)`` the method; both raise ``ConfigError`` naming the field on bad input.
@@ -14,6 +15,7 @@ from methods.base import LossContext, Method, MethodStep
 from methods.draft_lv import DRaFTLV, DRaFTLVConfig
 from methods.drtune import DRTune, DRTuneConfig
 from methods.full_backprop import FullBackprop, FullBackpropConfig
+from methods.grpo import GRPO, GRPOConfig
 from methods.leapalign import LeapAlign, LeapAlignConfig
 from methods.refl import ReFL, ReFLConfig
 
@@ -23,6 +25,7 @@ METHODS: dict[str, tuple[type, type]] = {
     "drtune": (DRTuneConfig, DRTune),
     "leapalign": (LeapAlignConfig, LeapAlign),
     "full_backprop": (FullBackpropConfig, FullBackprop),
+    "grpo": (GRPOConfig, GRPO),
 }
 
 

@@ -26,13 +26,18 @@ class LossContext:
 
     ``reward(x0)`` decodes a sample in the engine's layout and scores it, differentiably ([B] rewards);
     ``model``/``cond`` allow extra velocity evaluations (DRaFT-LV's re-noising); ``generator`` draws
-    the noise of those extras when they are not pinned.
+    the noise of those extras when they are not pinned. ``reference`` is a frozen copy of the initial
+    model, present when the method sets ``needs_reference`` (GRPO's KL term). ``reward_parts()``, after a
+    ``reward`` call, gives each part of a weighted reward as (unweighted scores [B], weight), or None
+    for a single reward (MixGRPO's per-reward advantages).
     """
 
     model: VelocityModel
     cond: Any
     reward: Callable[[Tensor], Tensor]
     generator: torch.Generator | None = None
+    reference: VelocityModel | None = None
+    reward_parts: Callable[[], dict[str, tuple[Tensor, float]] | None] = lambda: None
 
 
 class MethodStep(Protocol):
@@ -48,17 +53,27 @@ class MethodStep(Protocol):
 
     def stop_at(self, t: int) -> bool: ...
 
+    def sde_noise(self, t: int) -> float: ...
+
     def loss(self, traj: Trajectory, ctx: LossContext) -> tuple[Tensor, dict[str, float]]: ...
 
 
 class Method(Protocol):
+    """A method; besides ``name`` and ``start`` it may set attributes the training loop reads:
+
+    ``group_size`` (default 1): each prompt of a micro-batch is repeated this many times, consecutively,
+    with different noise (GRPO's groups); ``needs_reference`` (default False): the loop hands the loss a
+    frozen copy of the initial model as ``LossContext.reference``; ``uses_iteration`` (default False):
+    ``start`` receives the optimiser step as ``iteration=`` (MixGRPO's sliding window).
+    """
+
     name: str
 
     def start(self, T: int, generator: torch.Generator | None = None, **pinned: Any) -> MethodStep: ...
 
 
 class StepDefaults:
-    """Defaults shared by the plans: plain model input, no early stop, detached trajectory."""
+    """Defaults shared by the plans: plain model input, no early stop, detached trajectory, ODE steps."""
 
     carries_grad = False
     checkpoint = False
@@ -68,6 +83,9 @@ class StepDefaults:
 
     def stop_at(self, t: int) -> bool:
         return False
+
+    def sde_noise(self, t: int) -> float:
+        return 0.0
 
 
 def randint(low: int, high: int, generator: torch.Generator | None) -> int:
