@@ -29,6 +29,15 @@ BENCH_METHODS = {
 }
 
 
+def bench_config(method: str, steps: int) -> dict:
+    """The method's bench config at T steps: ReFL's and DRTune's early-stop window scaled like the paper's
+    last 11 of 25 steps."""
+    cfg = dict(BENCH_METHODS[method])
+    if cfg["name"] in ("refl", "drtune"):
+        cfg["m"] = max(1, round(steps * 11 / 25))
+    return cfg
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -92,7 +101,7 @@ def train_step(setup: BenchSetup, method: str, steps: int, seed: int = 0, probe:
     backbone = ProbedBackbone(setup.backbone, probe) if probe else setup.backbone
     reward = probe.wrap(setup.reward, "reward") if probe else setup.reward
     g = torch.Generator().manual_seed(seed)
-    step = build_method(BENCH_METHODS[method]).start(steps, g)
+    step = build_method(bench_config(method, steps)).start(steps, g)
     x_T = setup.backbone.noise(setup.batch, torch.Generator(setup.device).manual_seed(seed))
     sigmas = setup.backbone.schedule(steps).to(setup.device)
     timings = {}
