@@ -1,4 +1,4 @@
-"""``leapbench demo``: pretrained + every method as a small sweep on a CPU, then the table and the plots.
+"""``leapbench demo``: pretrained + every method (GRPO too) as a small sweep on a CPU, then the table and plots.
 
 The toy backbone (default) is a flow pre-trained on 2-D data whose structure (which blob) is decided early
 in the trajectory; the reward prefers the blob the pretrained flow rarely produces. Every method gets the
@@ -14,12 +14,13 @@ import os
 import time
 from pathlib import Path
 
-METHODS = ["refl", "draft_lv", "drtune", "leapalign", "full_backprop"]
+METHODS = ["refl", "draft_lv", "drtune", "leapalign", "full_backprop", "grpo"]
 # per-method settings: the paper's defaults (A5) where they exist; LeapAlign's hinge at 0 (the toy reward is <= 0)
+# GRPO: groups of 8 noises per (unconditioned) prompt, SDE noise 0.7 (MixGRPO's); same lr and iterations
 TOY_METHODS = {"refl": {}, "draft_lv": {}, "drtune": {}, "leapalign": {"lam": 0.0},
-               "full_backprop": {"checkpoint": False}}
+               "full_backprop": {"checkpoint": False}, "grpo": {"group_size": 8, "eta": 0.7}}
 FLUX_METHODS = {"refl": {"m": 3}, "draft_lv": {"n": 1}, "drtune": {"m": 3}, "leapalign": {"lam": 1.0},
-                "full_backprop": {}}
+                "full_backprop": {}, "grpo": {"group_size": 2}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

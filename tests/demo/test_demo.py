@@ -5,7 +5,7 @@ from PIL import Image
 
 from benchmark.cli import main
 
-ROWS = ["Pretrained", "ReFL", "DRaFT-LV", "DRTune", "LeapAlign", "Full backprop"]
+ROWS = ["Pretrained", "ReFL", "DRaFT-LV", "DRTune", "LeapAlign", "Full backprop", "GRPO"]
 
 
 def test_toy_demo_through_the_local_executor(tmp_path, capsys):
@@ -22,7 +22,7 @@ def test_toy_demo_through_the_local_executor(tmp_path, capsys):
     md = (out / "table.md").read_text()
     assert md.count("\n| ") == len(ROWS) + 1 and "LeapAlign" in md.split("\n- ")[-1]  # the verdict names LeapAlign
     assert "15 iterations x batch 64" in md
-    for name, size in (("reward_curves.png", (1000, 400)), ("grad_norms.png", (1000, 400)), ("samples.png", (1500, 320))):
+    for name, size in (("reward_curves.png", (1000, 400)), ("grad_norms.png", (1000, 400)), ("samples.png", (1800, 320))):
         with Image.open(out / name) as image:
             assert image.size == size
     assert "table.md" in printed and str(out) in printed
@@ -35,9 +35,9 @@ def test_toy_demo_through_the_local_executor(tmp_path, capsys):
 def test_tiny_flux_demo_runs_the_flux_path(tmp_path):
     out = tmp_path / "flux"
     assert main(["demo", "--backbone", "tiny-flux", "--out", str(out), "--iterations", "3", "--samples", "2",
-                 "--cluster", "debug", "--methods", "refl", "leapalign"]) == 0
+                 "--cluster", "debug", "--methods", "refl", "leapalign", "grpo"]) == 0
     table = pd.read_csv(out / "table.csv")
-    assert list(table["method"]) == ["Pretrained", "ReFL", "LeapAlign"]
+    assert list(table["method"]) == ["Pretrained", "ReFL", "LeapAlign", "GRPO"]
     assert "preferred" not in table  # the toy's structure metric only exists on the toy
-    with Image.open(out / "samples.png") as grid:  # 3 rows (runs) x the first 6 images of each, 96 px cells
-        assert grid.size == (6 * 96, 3 * 96)
+    with Image.open(out / "samples.png") as grid:  # 4 rows (runs) x the first 6 images of each, 96 px cells
+        assert grid.size == (6 * 96, 4 * 96)
