@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor
 
-from benchmark.engine import Trajectory, VelocityModel
+from benchmark.engine import Trajectory, VelocityModel, leap
 from benchmark.errors import ConfigError
 
 
@@ -115,6 +115,13 @@ def per_sample_l1(a: Tensor, b: Tensor) -> Tensor:
 def check_steps(field: str, value: int, low: int, high: int) -> None:
     if not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(field, f"an integer in [{low}, {high}]", value)
+
+
+def one_step_loss(traj: Trajectory, t: int, ctx: LossContext, choices: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+    """-r(x_0) with x_0 predicted in one step from timestep t (Algorithm 1 line 25): ReFL and DRTune."""
+    x0 = leap(traj.x[t], traj.v[t], traj.sigma(t), traj.sigmas[-1])
+    r = ctx.reward(x0)
+    return -r.mean(), {**reward_metrics(r), **choices}
 
 
 def reward_metrics(rewards: Tensor) -> dict[str, float]:

@@ -21,9 +21,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from benchmark.engine import Trajectory, leap
+from benchmark.engine import Trajectory
 from benchmark.errors import ConfigError
-from methods.base import LossContext, StepDefaults, check_steps, randint, reward_metrics
+from methods.base import LossContext, StepDefaults, check_steps, one_step_loss, randint
 
 
 @dataclass
@@ -60,10 +60,7 @@ class DRTuneStep(StepDefaults):
         return t == self.t_min
 
     def loss(self, traj: Trajectory, ctx: LossContext) -> tuple[Tensor, dict[str, Any]]:
-        t = self.t_min
-        x0 = leap(traj.x[t], traj.v[t], traj.sigma(t), traj.sigmas[-1])
-        r = ctx.reward(x0)
-        return -r.mean(), {**reward_metrics(r), **self.choices}
+        return one_step_loss(traj, self.t_min, ctx, self.choices)
 
 
 class DRTune:
