@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.which == "step":
         from benchmark.bench.step import bench_method, part_times
 
-        parts = part_times(setup, repeats=max(5, args.repeats))
+        parts = part_times(setup, repeats=max(20, 4 * args.repeats))
         rows = [bench_method(setup, m, steps, parts, args.repeats) for m in tqdm(methods, desc="methods", disable=args.json)]
         keep = ["method", "steps", "measured_s", "floor_s", "ratio", "rollout_s", "grad_eval_s", "decode_s",
                 "reward_s", "backward_s", "optimizer_s", "n_v_grad", "n_v_nograd"]

@@ -38,6 +38,7 @@ class FluxBackbone(DiffusersBackbone):
     name = "flux"
     transformer_cls = FluxTransformer2DModel
     patch = 2  # 2 x 2 latent patches per token; latent size 2 * (H // (vae_scale_factor * 2)) as FluxPipeline
+    input_layer = "x_embedder"
 
     def __init__(
         self,
@@ -88,7 +89,7 @@ class FluxBackbone(DiffusersBackbone):
 
     # -- the backbone contract ----------------------------------------------------------------------
     def velocity(self, x: Tensor, sigma: Tensor, cond: FluxCond) -> Tensor:
-        model_dtype = self.transformer.dtype
+        model_dtype = self.input_weight.dtype
         B, L = x.shape[0], cond.prompt_embeds.shape[1]
         device = x.device
         guidance = None
@@ -121,5 +122,5 @@ class FluxBackbone(DiffusersBackbone):
 
     def noise(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
         shape = (batch, self.channels, self.latent_h, self.latent_w)
-        device = generator.device if generator is not None else self.transformer.device
+        device = generator.device if generator is not None else self.input_weight.device
         return self.pack(torch.randn(shape, generator=generator, device=device, dtype=torch.float32))

@@ -36,6 +36,7 @@ class SD3Cond:
 class SD3Backbone(DiffusersBackbone):
     name = "sd3"
     transformer_cls = SD3Transformer2DModel
+    input_layer = "pos_embed.proj"
 
     def __init__(
         self,
@@ -54,7 +55,7 @@ class SD3Backbone(DiffusersBackbone):
         return self.guidance > 1
 
     def velocity(self, x: Tensor, sigma: Tensor, cond: SD3Cond) -> Tensor:
-        model_dtype = self.transformer.dtype
+        model_dtype = self.input_weight.dtype
         embeds, pooled = cond.prompt_embeds, cond.pooled_prompt_embeds
         if self.cfg_on:
             x = torch.cat([x, x])
@@ -80,5 +81,5 @@ class SD3Backbone(DiffusersBackbone):
 
     def noise(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
         shape = (batch, self.transformer.config.in_channels, self.latent_h, self.latent_w)
-        device = generator.device if generator is not None else self.transformer.device
+        device = generator.device if generator is not None else self.input_weight.device
         return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
