@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, nargs="+", default=None, help="T values (memory: 10 25 50; else 25)")
     p.add_argument("--methods", nargs="+", default=None, choices=list(BENCH_METHODS))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="step, rollout: torch.compile the transformer's blocks (mode: default, reduce-overhead, ...)")
     p.add_argument("--tiny", action="store_true", help="real: a tiny config instead of FLUX.1-dev's (CPU check)")
     p.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"], help="real: fine-tuning modes")
     p.add_argument("--resolutions", type=int, nargs="+", default=[512, 720], help="real: image sizes")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         rows = run_real(args.resolutions, (args.steps or [25])[0], device=args.device, tiny=args.tiny, modes=args.modes)
         emit(rows, args.json, f"real-size FLUX.1-dev transformer (random init){' [tiny config]' if args.tiny else ''}")
         return 0
-    setup = BenchSetup.build(resolution=args.resolution or 64, device=args.device)
+    setup = BenchSetup.build(resolution=args.resolution or 64, device=args.device, compile_mode=args.compile)
     steps = (args.steps or [25])[0]
     if args.which == "step":
         from benchmark.bench.step import bench_method, part_times

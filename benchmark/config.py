@@ -26,6 +26,7 @@ from benchmark.backbones import BackboneConfig
 from benchmark.errors import ConfigError
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -93,8 +94,12 @@ class TrainingConfig:
     autocast: bool = True  # bf16 autocast around rollout and loss (CUDA only)
     master_dtype: str = "float32"  # dtype of the trained parameters (AdamW and EMA see these)
     max_consecutive_skips: int = 5  # non-finite steps in a row before the run stops
+    compile: bool = False  # torch.compile the transformer's blocks (first steps pay the compilation)
+    compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune
 
     def __post_init__(self):
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError("train.compile_mode", f"one of {', '.join(COMPILE_MODES)}", self.compile_mode)
         if self.master_dtype not in DTYPE_NAMES:
             raise ConfigError("train.master_dtype", f"one of {', '.join(DTYPE_NAMES)}", self.master_dtype)
         if self.max_consecutive_skips < 1:

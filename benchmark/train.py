@@ -259,6 +259,16 @@ def prepare_model(backbone: Any, cfg: TrainingConfig, device: torch.device) -> N
     if cfg.gradient_checkpointing and hasattr(transformer, "enable_gradient_checkpointing"):
         transformer.enable_gradient_checkpointing()
     transformer.train()
+    if cfg.compile:
+        compile_blocks(transformer, cfg.compile_mode)
+
+
+def compile_blocks(transformer: nn.Module, mode: str) -> None:
+    """torch.compile each repeated block in place (the whole module when it has none), before any DDP or
+    FSDP2 wrapping: one compiled graph per block shape, reused by every block and every step."""
+    blocks = [block for blocks in distributed.block_lists(transformer) for block in blocks]
+    for module in blocks or [transformer]:
+        module.compile(mode=mode)
 
 
 def frozen_reference(backbone: Any, device: torch.device) -> Any:

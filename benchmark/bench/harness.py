@@ -85,10 +85,15 @@ class BenchSetup:
     batch: int
 
     @classmethod
-    def build(cls, resolution: int = 128, batch: int = 1, device: str = "cpu", layers: int = 1, seed: int = 0):
+    def build(cls, resolution: int = 128, batch: int = 1, device: str = "cpu", layers: int = 1, seed: int = 0,
+              compile_mode: str | None = None):
         dev = torch.device(device)
         backbone = tiny_flux(height=resolution, width=resolution, seed=seed, layers=layers)
         backbone.transformer.to(dev).train()
+        if compile_mode:
+            from benchmark.train import compile_blocks
+
+            compile_blocks(backbone.transformer, compile_mode)
         backbone.vae.to(dev).requires_grad_(False)
         g = torch.Generator().manual_seed(seed)
         cond = FluxCond(torch.randn(batch, 16, TEXT_DIM, generator=g), torch.randn(batch, POOLED_DIM, generator=g)).to(dev)
