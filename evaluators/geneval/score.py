@@ -60,7 +60,12 @@ def list_images(image_dir: str | os.PathLike) -> list[tuple[int, dict, int, Path
 
 def score_image(path: Path, row: dict, detector: Detector, colour_classifier=None, config: RuleConfig = RuleConfig()):
     """(correct, reason, kept detections) for one image file."""
-    image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    return score_pil(ImageOps.exif_transpose(Image.open(path)).convert("RGB"), row, detector, colour_classifier, config)
+
+
+def score_pil(image: Image.Image, row: dict, detector: Detector, colour_classifier=None,
+              config: RuleConfig = RuleConfig()):
+    """(correct, reason, kept detections) for one RGB image."""
     detections = detector.detect(image)
     colour_fn = None if colour_classifier is None else (lambda dets, cls: colour_classifier(image, dets, cls))
     correct, reason = evaluate(row, detections, colour_fn, config)

@@ -14,7 +14,7 @@ from evaluators.rewards.base import Reward
 from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward
 from evaluators.rewards.weighted import WeightedReward
 
-NAMES = ("hpsv2", "pickscore", "imagereward", "hpsv3", "unifiedreward", "weighted", "toy_mode", "tiny_conv")
+NAMES = ("hpsv2", "pickscore", "imagereward", "hpsv3", "unifiedreward", "geneval", "weighted", "toy_mode", "tiny_conv")
 BUILT_IN = ("toy_mode", "tiny_conv")  # no checkpoint: the toy demo's reward and a seeded tiny conv net
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -30,6 +30,9 @@ class RewardConfig:
       (default: path/Qwen2-VL-7B-Instruct).
     weight: this reward's weight when it is a part of a weighted reward.
     dimension: unifiedreward's scored dimension (alignment, coherence, style, final).
+    geneval (correctness, not differentiable): path = a transformers Mask2Former directory, base_path = the
+      open_clip checkpoint (clip_model, ViT-L-14 as GenEval), metadata = the GenEval-format JSONL holding every
+      training prompt.
     dtype: weight dtype (default: float32; hpsv3 bfloat16).
     """
 
@@ -40,6 +43,8 @@ class RewardConfig:
     parts: list[RewardConfig] = field(default_factory=list)
     dimension: str = "alignment"
     dtype: str | None = None
+    metadata: str | None = None
+    clip_model: str = "ViT-L-14"
 
     def __post_init__(self) -> None:
         self.parts = [p if isinstance(p, RewardConfig) else RewardConfig(**p) for p in self.parts]
@@ -79,6 +84,14 @@ class RewardConfig:
             url = urlparse(self.path or "")
             if url.scheme not in ("http", "https") or not url.netloc:
                 raise ConfigError(field_name, "the http(s) URL of an OpenAI-compatible server", self.path)
+        elif self.name == "geneval":
+            from evaluators.geneval import load_metadata
+            from evaluators.rewards.base import require_dir, require_file
+
+            require_dir(self.path, field_name, "a transformers Mask2Former directory (config.json)", ("config.json",))
+            require_file(self.base_path, f"{prefix}.base_path", "the open_clip ViT-L-14 checkpoint file")
+            require_file(self.metadata, f"{prefix}.metadata", "GenEval-format metadata (.jsonl) of the prompts")
+            load_metadata(self.metadata)
         elif self.name == "weighted":
             for i, part in enumerate(self.parts):
                 part.check_values(f"{prefix}.parts[{i}]")
@@ -104,6 +117,10 @@ def _load(cfg: RewardConfig, device) -> Reward:
         return hpsv3.HPSv3.from_checkpoint(cfg.path, cfg.base_path, dtype=dtype or torch.bfloat16, device=device)
     elif cfg.name == "unifiedreward":
         return UnifiedReward(cfg.path, cfg.dimension)
+    elif cfg.name == "geneval":
+        from evaluators.rewards.geneval import GenEvalReward
+
+        return GenEvalReward.from_paths(cfg.path, cfg.base_path, cfg.metadata, device, clip_model=cfg.clip_model)
     elif cfg.name in BUILT_IN:
         from evaluators.rewards.toy import TinyConvReward, ToyModeReward
 
