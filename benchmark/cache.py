@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from benchmark.checkpoint import atomic_write_text, fsync_dir
+from benchmark.io import atomic_write_text, fsync_dir
 from benchmark.errors import ConfigError
 from benchmark.prompts import load_prompts
 
@@ -169,7 +169,7 @@ def write_cache(
                     tensors[f"{prompt_key(p)}/{field}"] = out[field][i].detach().cpu().contiguous()
             if progress is not None:
                 progress(len(batch))
-        tmp = root / f".{shard}.tmp"
+        tmp = root / f".{shard}.{os.getpid()}.tmp"  # one writer's temporary file never collides with another's
         save_file(tensors, str(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

@@ -29,18 +29,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from benchmark.io import fsync_dir
+
 STEP_PREFIX = "step_"
 
 
 # -- durable file writes --------------------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_tree(root: Path) -> None:
@@ -50,17 +44,6 @@ def fsync_tree(root: Path) -> None:
                 os.fsync(fh.fileno())
     for path in sorted([p for p in root.rglob("*") if p.is_dir()] + [root]):
         fsync_dir(path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a fsynced temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-    fsync_dir(path.parent)
 
 
 def sha256(path: Path) -> str:

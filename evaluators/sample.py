@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +27,7 @@ from benchmark.backbones import DTYPES, BackboneConfig, build_backbone
 from benchmark.cache import EmbeddingCache
 from benchmark.checkpoint import apply_ema, latest_valid, verify
 from benchmark.errors import ConfigError
-from evaluators.geneval.metadata import atomic_write_text
+from benchmark.io import atomic_path, atomic_write_text
 
 SETTINGS_FILE = "sampling.json"
 SAME_SETTINGS = ("backbone", "checkpoint", "ema", "steps", "seed")  # what changes the pixels of an image
@@ -267,14 +265,8 @@ def save_png(array: Tensor, path: Path) -> None:
     """Write an (H, W, 3) uint8 image as PNG via a temporary file and an atomic rename."""
     from PIL import Image
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(array.numpy()).save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(array.numpy()).save(tmp, format="PNG")
 
 
 @torch.inference_mode()

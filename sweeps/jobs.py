@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import submitit
 
-from benchmark.checkpoint import atomic_write_text
+from benchmark.io import atomic_write_text
 
 
 def marker(run_dir: Path, stage: str) -> Path:

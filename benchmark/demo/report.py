@@ -67,7 +67,7 @@ def verdict(table: pd.DataFrame) -> list[str]:
 
 
 def write_table(table: pd.DataFrame, out: Path, budget: str) -> list[Path]:
-    from evaluators.report._io import write_text
+    from benchmark.io import atomic_write_text as write_text
 
     metrics = [m for m in ("reward", "preferred") if m in table]
     header = ["Method"] + [{"reward": "Reward (95% CI)", "preferred": "Preferred share (95% CI)"}[m] for m in metrics]

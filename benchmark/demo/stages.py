@@ -9,7 +9,6 @@ each image (tiny FLUX).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +16,7 @@ import torch
 
 from benchmark.backbones import build_backbone
 from benchmark.checkpoint import apply_ema, latest_valid
+from benchmark.io import atomic_path
 from benchmark.engine import rollout
 
 HELD_OUT_SEED = 1_000_003  # training draws its noise from seeds derived from cfg.seed; this one is apart
@@ -56,10 +56,8 @@ def sample(run_config: dict, run_dir: Path) -> None:
     with torch.no_grad():
         x0 = rollout(backbone, cond, backbone.noise(n, g), backbone.schedule(cfg.schedule.num_steps)).x0
         images = backbone.decode(x0)
-    run_dir.mkdir(parents=True, exist_ok=True)  # a pretrained run has no training stage before this one
-    tmp = run_dir / f".{SAMPLES}.tmp"
-    torch.save({"x0": x0, "images": images, "prompts": prompts}, tmp)
-    os.replace(tmp, run_dir / SAMPLES)
+    with atomic_path(run_dir / SAMPLES) as tmp:  # a pretrained run's directory appears here (no training stage)
+        torch.save({"x0": x0, "images": images, "prompts": prompts}, tmp)
 
 
 def score(run_config: dict, run_dir: Path) -> None:

@@ -7,11 +7,11 @@ prompts/create_prompts.py and read by evaluation/evaluate_images.py. Loading che
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from benchmark.errors import ConfigError
+from benchmark.io import atomic_write_text
 from evaluators.geneval.vocab import CLASSES, COLORS, EVALUATION_METADATA_PATH, POSITIONS, TAGS
 
 _ROW_KEYS = {"tag", "include", "exclude", "prompt"}
@@ -103,20 +103,6 @@ def load_prompt_metadata(path: str | os.PathLike) -> dict:
 def load_evaluation_metadata() -> list[dict]:
     """The official 553 GenEval evaluation prompts (seed 43, 100 per task before de-duplication)."""
     return load_metadata(EVALUATION_METADATA_PATH)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file in the target folder, then os.replace: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_metadata(path: str | os.PathLike, rows: Iterable[dict]) -> None:

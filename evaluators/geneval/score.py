@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from benchmark.errors import ConfigError
 from evaluators.geneval.detectors import Detector
-from evaluators.geneval.metadata import atomic_write_text, check_row, load_prompt_metadata
+from benchmark.io import atomic_write_text
+from evaluators.geneval.metadata import check_row, load_prompt_metadata
 from evaluators.geneval.rules import RuleConfig, evaluate, select_detections
 from evaluators.geneval.vocab import TAGS
 

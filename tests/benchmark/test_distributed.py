@@ -49,6 +49,7 @@ def test_two_processes_match_one(tmp_path, case):
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    tiny_config(tmp_path / "two", "flux", "leapalign", args)  # writes the prompt cache once, before both workers read it
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
          str(tmp_path / "two"), *args], env=env, capture_output=True, text=True, timeout=300)

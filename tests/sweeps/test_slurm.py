@@ -74,6 +74,18 @@ def test_tiny_sweep_trains_samples_scores_and_collects(slurm, tmp_path):
     assert len(read_records(root)) == 11
 
 
+def submit_urgent(cpus: int, attempts: int = 5) -> str:
+    """sbatch a job on the higher-priority partition; slurmctld may refuse it for a moment under load
+    (seen once in CI with the machine busy), so retry a few times and show sbatch's reason if it still fails."""
+    for attempt in range(attempts):
+        done = subprocess.run(["sbatch", "--parsable", "-p", "urgent", f"--cpus-per-task={cpus}", "-o", "/dev/null",
+                               "--wrap", "sleep 3"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return done.stdout.strip()
+        time.sleep(2)
+    raise AssertionError(f"sbatch -p urgent failed {attempts} times: {done.stderr.strip()}")
+
+
 def test_preempted_run_resumes_from_its_checkpoint_to_the_same_parameters(slurm, tmp_path):
     from safetensors.torch import load_file
 
@@ -84,8 +96,7 @@ def test_preempted_run_resumes_from_its_checkpoint_to_the_same_parameters(slurm,
     run_dir = run.run_dir(root)
     wait_for(lambda: last_metrics(run_dir).get("step", 0) >= 10, 120, "training to pass step 10", every=0.5)
     cpus = os.cpu_count()
-    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent", f"--cpus-per-task={cpus}", "-o", "/dev/null",
-                             "--wrap", "sleep 3"], capture_output=True, text=True, check=True).stdout.strip()
+    urgent = submit_urgent(cpus)
     wait_for(lambda: "preempted at step" in logs(root), 120, "the victim to checkpoint on preemption", every=0.5)
     wait_for(lambda: all_done(spec, root), 240, "the requeued run to finish", every=2)
     text = logs(root)
