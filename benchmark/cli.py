@@ -31,9 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     for name, (module, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text)
-        if argv[:1] == [name]:  # only the chosen command's module is imported
-            importlib.import_module(module).add_arguments(sp)
+        sp = sub.add_parser(name, help=help_text, description=help_text,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if argv[:1] == [name]:  # only the chosen command's module is imported; its docstring describes it
+            command = importlib.import_module(module)
+            command.add_arguments(sp)
+            sp.description = command.__doc__ or help_text
     args = parser.parse_args(argv)
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
