@@ -52,7 +52,7 @@ install_packages() {
 
 write_configs() {
   local cpus mem
-  cpus=$(nproc)
+  cpus=$(nproc --all)  # not plain nproc: it honours OMP_NUM_THREADS, which a caller may have set to 1
   mem=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
   cat >"$CONF" <<CONF
 ClusterName=$CLUSTER

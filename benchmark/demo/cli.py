@@ -10,6 +10,7 @@ through the same sweep launcher as a Slurm sweep; each run is then sampled from 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -79,6 +80,22 @@ def make_spec(out: Path, args: argparse.Namespace) -> dict:
     }
 
 
+@contextlib.contextmanager
+def one_thread_per_job():
+    """The jobs inherit the environment at submission: give them one OpenMP thread each (six processes
+    spinning two threads each on two cores ran 100x slower), and restore the caller's environment after."""
+    saved = {var: os.environ.get(var) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(dict.fromkeys(saved, "1"))
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
 def wait(spec, root: Path, records) -> None:
     """Follow the runs' stage markers with a progress bar; stop with the log's tail if a job fails."""
     from tqdm import tqdm
@@ -105,9 +122,6 @@ def run(args: argparse.Namespace) -> int:
     from sweeps.spec import load_spec
 
     start = time.time()
-    # one thread per job: six processes spinning two OpenMP threads each on two cores run 100x slower
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     tree = make_spec(out, args)
@@ -115,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     root = out / "sweep"
     print(f"leapbench demo: {len(spec.runs)} runs ({', '.join(r.name for r in spec.runs)}) on the {args.backbone} "
           f"backbone, {tree['base']['schedule']['iterations']} iterations each, cluster={args.cluster}")
-    records = launch(spec, cluster=args.cluster, root=root)
+    with one_thread_per_job():
+        records = launch(spec, cluster=args.cluster, root=root)
     if args.cluster == "local":
         wait(spec, root, records)
     run_dirs = {run.name: run.run_dir(root) for run in spec.runs}

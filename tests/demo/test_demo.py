@@ -1,5 +1,7 @@
 """The CPU demo end to end at a smaller size: the real sweep path (submitit's local executor), table, plots."""
 
+import os
+
 import pandas as pd
 from PIL import Image
 
@@ -10,7 +12,9 @@ ROWS = ["Pretrained", "ReFL", "DRaFT-LV", "DRTune", "LeapAlign", "Full backprop"
 
 def test_toy_demo_through_the_local_executor(tmp_path, capsys):
     out = tmp_path / "demo"
+    threads = os.environ.get("OMP_NUM_THREADS")
     assert main(["demo", "--out", str(out), "--iterations", "15", "--samples", "300"]) == 0
+    assert os.environ.get("OMP_NUM_THREADS") == threads  # the jobs' one-thread setting does not leak to the caller
     printed = capsys.readouterr().out
     table = pd.read_csv(out / "table.csv")
     assert list(table["method"]) == ROWS
