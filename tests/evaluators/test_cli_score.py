@@ -2,8 +2,6 @@
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -15,6 +13,7 @@ from benchmark.cli import main
 from evaluators.report import validate_scores
 from evaluators.rewards import PickScore, tiny_reward
 from evaluators.score import list_samples, load_images, reward_scorer, score_rewards
+from tests.evaluators.chat_stub import ChatStub
 from tests.evaluators.test_geneval_models import clip_checkpoint, mask2former_dir  # noqa: F401 (fixtures)
 
 PROMPTS = ["a photo of a cat", "a red car", "two dogs on a table"]
@@ -106,45 +105,22 @@ def test_rerun_keeps_existing_metrics_and_other_runs(samples, pickscore_dirs, tm
     assert out.stat().st_mtime_ns == mtime
 
 
-class JudgeStub:
-    """An OpenAI-compatible stub whose ACS scores depend only on the caption; counts requests."""
-
-    def __init__(self):
-        self.requests = 0
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests += 1
-                caption = re.search(r"Text Caption: \[(.*)\]", body["messages"][0]["content"][1]["text"]).group(1)
-                i = PROMPTS.index(caption)
-                text = f"Alignment Score (1-5): {i + 1}\nCoherence Score (1-5): {i + 2.5}\nStyle Score (1-5): 1"
-                payload = json.dumps({"choices": [{"message": {"content": text}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def judge(body: dict) -> tuple[int, str]:
+    """ACS scores that depend only on the caption."""
+    caption = re.search(r"Text Caption: \[(.*)\]", body["messages"][0]["content"][1]["text"]).group(1)
+    i = PROMPTS.index(caption)
+    return 200, f"Alignment Score (1-5): {i + 1}\nCoherence Score (1-5): {i + 2.5}\nStyle Score (1-5): 1"
 
 
 def test_unified_reward_gives_alignment_and_image_quality_from_one_reply(samples, tmp_path):
-    stub = JudgeStub()
+    stub = ChatStub(judge)
     try:
         out = tmp_path / "ur.parquet"
         assert score(samples, "--out", out, "--unified-reward", stub.url, "--ur-workers", "3") == 0
     finally:
-        stub.server.shutdown()
-        stub.server.server_close()
+        stub.close()
     frame = pd.read_parquet(out)
-    assert stub.requests == len(PROMPTS) * 2  # one ACS request per image for both metrics
+    assert len(stub.requests) == len(PROMPTS) * 2  # one ACS request per image for both metrics
     for metric, offset in (("ur_alignment", 1.0), ("ur_iq", 2.5)):
         rows = frame[frame["metric"] == metric]
         assert list(rows["value"]) == [p + offset for p in rows["prompt_id"]]

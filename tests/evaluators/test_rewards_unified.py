@@ -2,10 +2,7 @@
 
 import base64
 import io
-import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -13,37 +10,13 @@ import torch
 from PIL import Image
 
 from evaluators.rewards import UnifiedReward, UnifiedRewardError
+from tests.evaluators.chat_stub import ChatStub
 
 
-class Stub:
-    """Serves queued (status, reply text) pairs and records every request body."""
-
-    def __init__(self, replies):
-        self.replies, self.requests = list(replies), []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append((self.path, body))
-                status, text = stub.replies.pop(0)
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def Stub(replies):
+    """Serves queued (status, reply text) pairs in order."""
+    queue = list(replies)
+    return ChatStub(lambda body: queue.pop(0))
 
 
 @pytest.fixture
