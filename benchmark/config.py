@@ -22,10 +22,10 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from benchmark.backbones import BackboneConfig
+from benchmark.backbones import DTYPES, BackboneConfig
 from benchmark.errors import ConfigError
 
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
+DTYPE_NAMES = tuple(DTYPES)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 

@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from benchmark.backbones import DTYPES
     from benchmark.backbones.base import require_diffusers_dir
     from benchmark.cache import ENCODERS, write_cache
     from benchmark.config import load_config
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if not (root / part).is_dir():
             raise ConfigError("backbone.path", f"a diffusers {name} directory with {part}/", cfg.backbone.path)
     prompts = load_prompts(cfg.prompts.file)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.backbone.dtype]
+    dtype = DTYPES[cfg.backbone.dtype]
     kwargs = {} if args.max_sequence_length is None else {"max_sequence_length": args.max_sequence_length}
     encode = ENCODERS[name](cfg.backbone.path, device=args.device, dtype=dtype, **kwargs)
     from tqdm import tqdm

@@ -11,24 +11,31 @@ from pathlib import Path
 from benchmark.errors import ConfigError
 
 
-def load_prompts(path: str | Path, field: str = "prompts.file") -> list[str]:
-    """The prompts of ``path`` in file order, blank lines dropped; ConfigError naming ``field`` otherwise."""
+def load_prompt_rows(path: str | Path, field: str = "prompts.file") -> list[dict]:
+    """The rows of ``path`` in file order (text lines and JSON strings become {"prompt": ...}; JSON objects
+    and JSONL rows are kept whole, e.g. GenEval's metadata); ConfigError naming ``field`` otherwise."""
     file = Path(path) if path else None
     if file is None or not file.is_file():
         raise ConfigError(field, "an existing prompt file (.txt, .json or .jsonl)", None if path is None else str(path))
     text = file.read_text(encoding="utf-8")
     try:
         if file.suffix == ".json":
-            prompts = json.loads(text)
-            if not isinstance(prompts, list):
-                raise ConfigError(field, "a JSON list of prompts", type(prompts).__name__)
-            prompts = [p["prompt"] if isinstance(p, dict) else p for p in prompts]
+            items = json.loads(text)
+            if not isinstance(items, list):
+                raise ConfigError(field, "a JSON list of prompts", type(items).__name__)
         elif file.suffix == ".jsonl":
-            prompts = [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
-            prompts = [line.strip() for line in text.splitlines() if line.strip()]
+            items = [line.strip() for line in text.splitlines() if line.strip()]
+        rows = [item if isinstance(item, dict) else {"prompt": item} for item in items]
+        prompts = [row["prompt"] for row in rows]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(field, f"a readable prompt file ({type(err).__name__}: {err})", str(path)) from None
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ConfigError(field, "a non-empty list of prompt strings", str(path))
-    return prompts
+    return rows
+
+
+def load_prompts(path: str | Path, field: str = "prompts.file") -> list[str]:
+    """The prompts of ``path`` in file order, blank lines dropped; ConfigError naming ``field`` otherwise."""
+    return [row["prompt"] for row in load_prompt_rows(path, field)]

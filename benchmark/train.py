@@ -31,14 +31,13 @@ import torch
 from torch import Tensor, nn
 
 from benchmark import distributed
-from benchmark.backbones import build_backbone
+from benchmark.backbones import DTYPES, build_backbone
 from benchmark.checkpoint import latest_valid, load_checkpoint, save_checkpoint
-from benchmark.config import DTYPE_NAMES, RunConfig, TrainingConfig, check_run, dump_config
+from benchmark.config import RunConfig, TrainingConfig, check_run, dump_config
 from benchmark.engine import rollout
 from benchmark.telemetry import COMPLEMENT, Telemetry, gradient_parts, peak_memory
 from methods import LossContext, build_method
 
-DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 
 
 class NonFiniteStop(RuntimeError):

@@ -27,6 +27,7 @@ from benchmark.backbones import DTYPES, BackboneConfig, build_backbone
 from benchmark.cache import EmbeddingCache
 from benchmark.checkpoint import apply_ema, latest_valid, verify
 from benchmark.errors import ConfigError
+from benchmark.prompts import load_prompt_rows
 from benchmark.io import atomic_path, atomic_write_text
 
 SETTINGS_FILE = "sampling.json"
@@ -84,17 +85,10 @@ def prompt_rows(cache: EmbeddingCache, file: str | None) -> tuple[list[dict], st
     """The metadata rows of the prompt set (all cached, else ConfigError) and a default prompt-set label."""
     if file is None:
         return [{"prompt": p} for p in cache.prompt_set()], cache.root.name
-    prompts = cache.prompt_set(file)  # checks the file and that every prompt is cached
-    path = Path(file)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    elif path.suffix == ".json":
-        rows = [r if isinstance(r, dict) else {"prompt": r} for r in json.loads(text)]
-    else:
-        rows = [{"prompt": p} for p in prompts]
+    cache.prompt_set(file)  # checks the file and that every prompt is cached
+    rows = load_prompt_rows(file)
     geneval = all("tag" in r and "include" in r for r in rows)
-    return rows, "geneval" if geneval else path.stem
+    return rows, "geneval" if geneval else Path(file).stem
 
 
 def checkpoint_kind(ckpt: Path, field: str = "--checkpoint", verified: bool = False) -> str:

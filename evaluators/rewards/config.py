@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from benchmark.backbones import DTYPES
 from benchmark.errors import ConfigError
 from evaluators.rewards import hpsv2, hpsv3, imagereward, pickscore
 from evaluators.rewards.base import Reward
@@ -16,7 +17,6 @@ from evaluators.rewards.weighted import WeightedReward
 
 NAMES = ("hpsv2", "pickscore", "imagereward", "hpsv3", "unifiedreward", "geneval", "weighted", "toy_mode", "tiny_conv")
 BUILT_IN = ("toy_mode", "tiny_conv")  # no checkpoint: the toy demo's reward and a seeded tiny conv net
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
