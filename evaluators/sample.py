@@ -23,12 +23,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from benchmark.backbones import DTYPES, BackboneConfig, build_backbone
-from benchmark.cache import EmbeddingCache
-from benchmark.checkpoint import apply_ema, latest_valid, verify
-from benchmark.errors import ConfigError
-from benchmark.prompts import load_prompt_rows
-from benchmark.io import atomic_path, atomic_write_text
+from benchmark.core.backbones import DTYPES, BackboneConfig, build_backbone
+from benchmark.core.cache import EmbeddingCache
+from benchmark.core.checkpoint import apply_ema, latest_valid, verify
+from benchmark.core.errors import ConfigError
+from benchmark.core.prompts import load_prompt_rows
+from benchmark.core.io import atomic_path, atomic_write_text
 
 SETTINGS_FILE = "sampling.json"
 SAME_SETTINGS = ("backbone", "checkpoint", "ema", "steps", "seed")  # what changes the pixels of an image
@@ -123,7 +123,7 @@ def resolve_model(backbone: dict, *, config: str | None = None, run: str | None 
     checkpoint's run's, then the non-None entries of ``backbone`` (the flags) over it. The checkpoint is the
     one given or the run's newest valid one.
     """
-    from benchmark.config import check_type, read_yaml
+    from benchmark.training.config import check_type, read_yaml
 
     if run and (checkpoint or config):
         raise ConfigError("--run", "no --checkpoint or --config with --run (the run gives both)", run)
@@ -267,7 +267,7 @@ def save_png(array: Tensor, path: Path) -> None:
 def generate(plan: SamplingPlan, backbone: Any, device: torch.device | str,
              progress: Callable[[int], None] | None = None) -> int:
     """Sample this rank's missing images into ``plan.out``; returns how many images were written."""
-    from benchmark.engine import rollout
+    from benchmark.core.engine import rollout
 
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan.out / SETTINGS_FILE, json.dumps(plan.settings(), indent=1))

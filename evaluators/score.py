@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from evaluators.rewards.config import RewardConfig
 from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward, UnifiedRewardError
 
@@ -93,7 +93,7 @@ def reward_spec(text: str) -> RewardConfig:
 
 def reward_section(file: str) -> list[RewardConfig]:
     """The ``reward`` section of a YAML file (or the file itself); a weighted reward's parts are scored apart."""
-    from benchmark.config import read_yaml, reward_config
+    from benchmark.training.config import read_yaml, reward_config
 
     tree = read_yaml(file)
     cfg = reward_config(tree.get("reward", tree))

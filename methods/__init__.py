@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from methods.base import LossContext, Method, MethodStep
 from methods.draft_lv import DRaFTLV, DRaFTLVConfig
 from methods.drtune import DRTune, DRTuneConfig

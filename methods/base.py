@@ -1,6 +1,6 @@
 """The method protocol: a config, a ``start`` that draws one rollout's choices, and the step's hooks and loss.
 
-A method answers the engine's per-step questions (``benchmark.engine.Plan``) and then builds its
+A method answers the engine's per-step questions (``benchmark.core.engine.Plan``) and then builds its
 differentiable x_0 from the trajectory and turns rewards into a loss. Random choices (k, j, t_min,
 offsets, re-noise draws) are drawn in ``start`` from the generator it is given, or pinned by keyword, so
 tests and analyses can fix every one of them.
@@ -16,8 +16,8 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor
 
-from benchmark.engine import Trajectory, VelocityModel, leap
-from benchmark.errors import ConfigError
+from benchmark.core.engine import Trajectory, VelocityModel, leap
+from benchmark.core.errors import ConfigError
 
 
 @dataclass
@@ -41,7 +41,7 @@ class LossContext:
 
 
 class MethodStep(Protocol):
-    """One training rollout of a method: the engine's plan plus the loss (see ``benchmark.engine.Plan``)."""
+    """One training rollout of a method: the engine's plan plus the loss (see ``benchmark.core.engine.Plan``)."""
 
     choices: dict[str, Any]
     carries_grad: bool

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from benchmark.engine import Trajectory
-from benchmark.errors import ConfigError
+from benchmark.core.engine import Trajectory
+from benchmark.core.errors import ConfigError
 from methods.base import LossContext, StepDefaults, check_steps, reward_metrics
 
 

@@ -1,6 +1,6 @@
 """GRPO for flow models: the policy-gradient peers (Flow-GRPO, DanceGRPO, MixGRPO) in the method protocol.
 
-The rollout samples with the reverse SDE of ``benchmark.engine`` (same marginals as the flow ODE) so that
+The rollout samples with the reverse SDE of ``benchmark.core.engine`` (same marginals as the flow ODE) so that
 each step x_t -> x_{t-1} is a Gaussian policy pi_theta(x_{t-1} | x_t) = N(mean_theta, std^2 I), and the
 reward is only ever evaluated, never differentiated: any scorer works (GenEval correctness, UnifiedReward,
 weighted sums).
@@ -41,8 +41,8 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from benchmark.engine import Trajectory, gaussian_logprob, sde_step, step_kl
-from benchmark.errors import ConfigError
+from benchmark.core.engine import Trajectory, gaussian_logprob, sde_step, step_kl
+from benchmark.core.errors import ConfigError
 from methods.base import LossContext, StepDefaults, reward_metrics
 
 EPS = 1e-8  # in the advantage denominator (DanceGRPO)

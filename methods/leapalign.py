@@ -30,8 +30,8 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor
 
-from benchmark.engine import Trajectory, leap
-from benchmark.errors import ConfigError
+from benchmark.core.engine import Trajectory, leap
+from benchmark.core.errors import ConfigError
 from methods.base import LossContext, StepDefaults, connect, discount, per_sample_l1, randint, reward_metrics
 
 WEIGHTINGS = ("both", "dj", "d0", "none")

@@ -2,7 +2,7 @@
 
 One job runs one stage of one run (on Slurm) or a run's remaining stages in order (``local`` / ``debug``).
 Before calling a stage it exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT from
-``submitit.JobEnvironment`` (one task per GPU), so ``benchmark.distributed`` starts torch.distributed the
+``submitit.JobEnvironment`` (one task per GPU), so ``benchmark.core.distributed`` starts torch.distributed the
 way it does under torchrun; training code never sees submitit. When a stage returns, global rank 0 writes
 its done marker ``<run_dir>/stages/<stage>.done`` atomically; a finished stage is never run again.
 
@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import submitit
 
-from benchmark.io import atomic_write_text
+from benchmark.core.io import atomic_write_text
 
 
 def marker(run_dir: Path, stage: str) -> Path:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from sweeps.jobs import StageJob, is_done, resolve
 from sweeps.records import ACTIVE, JobRecord, job_states, read_records, write_records
 from sweeps.spec import RunSpec, Spec
@@ -143,7 +143,7 @@ def import_root(ref: str) -> str | None:
 
 def validate(spec: Spec, root: Path, cluster: str, options: dict[str, SlurmOptions]) -> None:
     """Every run's config, paths and stages, with the real checks and no model loaded; all errors at once."""
-    from benchmark.config import check_run
+    from benchmark.training.config import check_run
     from sweeps.stages import training_config
 
     if spec.unresolved:

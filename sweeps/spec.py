@@ -6,7 +6,7 @@ A spec is a YAML file (or a mapping)::
     extends: _flux.yaml                # optional: a spec this one is merged over (path relative to this file)
     paths:                             # ${NAME} in any string below: the environment variable NAME, else the
       FLUX_DIR: null                   #   value here (which may use ${ENV} itself); null = the user must set it
-    base: {...}                        # a run config tree (benchmark.config), shared by every run
+    base: {...}                        # a run config tree (benchmark.training.config), shared by every run
     runs:                              # one entry per run; keys are nested sections or dotted keys
       - {name: pretrained, train: false}           # no training stage: samples the base model
       - {name: refl, method: {name: refl, m: 11}}  # a method section with another name replaces the base's
@@ -36,8 +36,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from benchmark.config import check_type, config_from_dict
-from benchmark.errors import ConfigError
+from benchmark.training.config import check_type, config_from_dict
+from benchmark.core.errors import ConfigError
 
 STAGES = ("train", "sample", "score")
 DEFAULT_STAGES = {name: f"sweeps.stages:{name}" for name in STAGES}

@@ -5,7 +5,7 @@ spec's ``EvalConfig``) and ``sweep`` (sweep, run name, id, method label). Each s
 ``check(run_config, world_size)`` attribute that the launcher calls for every run before submitting
 anything; it must not load models.
 
-- ``train``: ``benchmark.train.train`` with the configured reward and ``resume="auto"`` (a requeued or
+- ``train``: ``benchmark.training.trainer.train`` with the configured reward and ``resume="auto"`` (a requeued or
   relaunched run continues from its newest valid checkpoint).
 - ``sample``: ``evaluators.sample`` (the EMA weights of the newest checkpoint, or the base model for a
   run without training) into ``<run_dir>/samples`` in GenEval's layout; ranks split the prompts.
@@ -27,7 +27,7 @@ class StageInterrupted(RuntimeError):
 
 
 def training_config(run_config: dict, run_dir: Path) -> Any:
-    from benchmark.config import config_from_dict
+    from benchmark.training.config import config_from_dict
 
     tree = {k: v for k, v in run_config.items() if k not in ("eval", "sweep")}
     return config_from_dict({**tree, "run_dir": str(run_dir)})
@@ -37,8 +37,8 @@ def training_config(run_config: dict, run_dir: Path) -> Any:
 
 
 def train(run_config: dict, run_dir: Path) -> None:
-    from benchmark.config import reward_config
-    from benchmark.train import train as run_train
+    from benchmark.training.config import reward_config
+    from benchmark.training.trainer import train as run_train
     from evaluators.rewards import build_reward
 
     cfg = training_config(run_config, run_dir)
@@ -48,7 +48,7 @@ def train(run_config: dict, run_dir: Path) -> None:
 
 
 def check_train(run_config: dict, world_size: int) -> None:
-    from benchmark.config import check_run
+    from benchmark.training.config import check_run
 
     check_run(training_config(run_config, Path(run_config["run_dir"])), world_size, "auto", check_reward=True)
 
@@ -66,8 +66,8 @@ def sample_backbone(run_config: dict) -> dict:
 
 
 def sample(run_config: dict, run_dir: Path) -> None:
-    from benchmark.checkpoint import latest_valid
-    from benchmark.distributed import env_from_environment
+    from benchmark.core.checkpoint import latest_valid
+    from benchmark.core.distributed import env_from_environment
     from evaluators.sample import generate, load_model, plan_sampling
 
     ev, env = run_config["eval"], env_from_environment()
@@ -81,10 +81,10 @@ def sample(run_config: dict, run_dir: Path) -> None:
 
 
 def check_sample(run_config: dict, world_size: int) -> None:
-    from benchmark.backbones import BackboneConfig
-    from benchmark.cache import EmbeddingCache
-    from benchmark.config import check_type
-    from benchmark.errors import ConfigError
+    from benchmark.core.backbones import BackboneConfig
+    from benchmark.core.cache import EmbeddingCache
+    from benchmark.training.config import check_type
+    from benchmark.core.errors import ConfigError
 
     backbone = check_type(sample_backbone(run_config), BackboneConfig, "backbone")
     backbone.check_paths()
@@ -119,7 +119,7 @@ def score_with(run_config: dict, run_dir: Path, rewards: dict[str, Any]) -> None
     import pandas as pd
     import torch
 
-    from benchmark.distributed import env_from_environment
+    from benchmark.core.distributed import env_from_environment
     from evaluators.report.scores import write_scores
     from evaluators.score import list_samples, reward_scorer, score_geneval, score_rewards
 
@@ -146,7 +146,7 @@ def score_with(run_config: dict, run_dir: Path, rewards: dict[str, Any]) -> None
 def check_score(run_config: dict, world_size: int) -> None:
     from pathlib import Path as P
 
-    from benchmark.errors import ConfigError
+    from benchmark.core.errors import ConfigError
     from evaluators.rewards import RewardConfig
 
     ev = run_config["eval"]

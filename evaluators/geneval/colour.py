@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from evaluators.geneval.rules import Detection
 from evaluators.geneval.vocab import COLORS
 

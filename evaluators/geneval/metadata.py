@@ -10,8 +10,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from benchmark.errors import ConfigError
-from benchmark.io import atomic_write_text
+from benchmark.core.errors import ConfigError
+from benchmark.core.io import atomic_write_text
 from evaluators.geneval.vocab import CLASSES, COLORS, EVALUATION_METADATA_PATH, POSITIONS, TAGS
 
 _ROW_KEYS = {"tag", "include", "exclude", "prompt"}

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from evaluators.geneval.metadata import load_evaluation_metadata
 from evaluators.geneval.vocab import CLASSES, COLORS, NUMBERS, POSITIONS, TAGS, make_plural, with_article
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from evaluators.geneval.vocab import COLORS, POSITIONS
 
 # colour_fn(detections, classname) -> one colour name (from COLORS) per detection, in order.

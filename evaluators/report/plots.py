@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from benchmark.io import atomic_path
+from benchmark.core.io import atomic_path
 from evaluators.report.scores import GENEVAL_TASKS
 from evaluators.report.tables import TASK_LABELS
 

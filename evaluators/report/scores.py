@@ -28,7 +28,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from benchmark.io import atomic_path
+from benchmark.core.io import atomic_path
 
 SCORE_COLUMNS = {"run": "string", "method": "string", "prompt_set": "string", "prompt_id": "int64",
                  "prompt": "string", "image": "int64", "metric": "string", "tag": "string", "value": "float64"}

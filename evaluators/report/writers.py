@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.io import atomic_write_text as write_text
+from benchmark.core.io import atomic_write_text as write_text
 from evaluators.report.tables import Column, Table
 
 MARKDOWN = {"bold": "**{}**", "underline": "<u>{}</u>", "ci": " ±{}", "delta": " ({})", "missing": "–",

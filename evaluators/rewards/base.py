@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 
 
 class Reward(nn.Module):

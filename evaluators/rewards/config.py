@@ -8,8 +8,8 @@ from urllib.parse import urlparse
 
 import torch
 
-from benchmark.backbones import DTYPES
-from benchmark.errors import ConfigError
+from benchmark.core.backbones import DTYPES
+from benchmark.core.errors import ConfigError
 from evaluators.rewards import hpsv2, hpsv3, imagereward, pickscore
 from evaluators.rewards.base import Reward
 from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward

@@ -23,7 +23,7 @@ from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLModel
 from transformers.initialization import no_init_weights
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from evaluators.rewards.base import Reward, require_dir
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, normalize, resize
 

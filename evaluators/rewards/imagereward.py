@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from transformers import BertTokenizer, BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from evaluators.rewards.base import Reward, require_dir
 from evaluators.rewards.imagereward_keys import original_to_ours
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, center_crop, normalize, resize_shortest

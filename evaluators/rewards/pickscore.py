@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import Tensor
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from evaluators.rewards.base import Reward, require_dir
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, center_crop, normalize, resize_shortest
 

@@ -19,7 +19,7 @@ class ToyModeReward(Reward):
 
     def __init__(self):
         super().__init__()
-        from benchmark.demo.data import CENTERS, RARE
+        from benchmark.core.toy_data import CENTERS, RARE
 
         self.register_buffer("center", CENTERS[RARE].clone())
 

@@ -2,7 +2,7 @@
 
 Every velocity is evaluated with autograd on; "grad off" (Algorithm 1 lines 11-14) is modelled by
 stop-gradient on what that region produces. Connectors use the paper's form x_hat + sg(x - x_hat).
-This file shares no code with ``benchmark.engine`` or ``methods`` on purpose: it is the reference.
+This file shares no code with ``benchmark.core.engine`` or ``methods`` on purpose: it is the reference.
 """
 
 import torch

@@ -8,8 +8,8 @@ autograd and cuts with stop-gradient where Algorithm 1 disables it. Equal gradie
 import pytest
 import torch
 
-from benchmark.backbones.toy import ToyBackbone, ToyConfig
-from benchmark.engine import rollout
+from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
+from benchmark.core.engine import rollout
 from methods import LossContext, build_method
 from tests.methods import naive_algorithm1 as naive
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from benchmark.backbones import BackboneConfig, build_backbone
-from benchmark.backbones.toy import ToyBackbone, ToyConfig
-from benchmark.errors import ConfigError
+from benchmark.core.backbones import BackboneConfig, build_backbone
+from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
+from benchmark.core.errors import ConfigError
 from methods import build_method, method_config
 
 METHOD_CASES = [
@@ -57,7 +57,7 @@ def test_method_checked_against_the_schedule(values, T, field):
 def test_fewer_than_two_steps():
     with pytest.raises(ConfigError, match="schedule.num_steps: expected an integer >= 2, got 1"):
         ToyBackbone(ToyConfig()).schedule(1)
-    from benchmark.backbones.tiny import tiny_flux, tiny_sd3
+    from benchmark.core.backbones.tiny import tiny_flux, tiny_sd3
 
     for backbone in (tiny_flux(), tiny_sd3()):
         with pytest.raises(ConfigError, match="schedule.num_steps"):
@@ -99,7 +99,7 @@ def test_not_a_diffusers_layout(tmp_path, missing):
 
 
 def test_bad_resolution():
-    from benchmark.backbones.tiny import tiny_flux
+    from benchmark.core.backbones.tiny import tiny_flux
 
     with pytest.raises(ConfigError, match="backbone.height: expected a positive multiple of 4"):
         tiny_flux(height=30)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.func import functional_call, grad
 
-from benchmark.backbones.toy import ToyBackbone, ToyConfig
-from benchmark.engine import rollout
-from benchmark.errors import ConfigError
-from benchmark.testing import single_thread
+from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
+from benchmark.core.engine import rollout
+from benchmark.core.errors import ConfigError
+from benchmark.core.testing import single_thread
 from methods import LossContext, build_method, method_config
 from methods.grpo import WindowConfig, group_advantages
 
@@ -99,7 +99,7 @@ def test_on_policy_ratio_is_one_and_gradient_is_advantage_times_score():
     torch.testing.assert_close(A, torch.tensor([-1, 1, -1, 1], dtype=torch.float64) / math.sqrt(2), atol=1e-7, rtol=0)
     params = [p for p in backbone.transformer.parameters() if p.requires_grad]
     ours = torch.autograd.grad(loss, params)
-    from benchmark.engine import step_logprob
+    from benchmark.core.engine import step_logprob
 
     logp = sum(step_logprob(traj.x[t], traj.x[t - 1], backbone.velocity(traj.x[t], traj.sigma(t), cond),
                             traj.sigma(t), traj.sigma(t - 1), 0.5) for t in step.trained)

@@ -6,17 +6,17 @@ import json
 import pytest
 import torch
 
-from benchmark.backbones.toy import ToyBackbone
-from benchmark.config import check_run, config_from_dict
-from benchmark.demo.data import preferred
-from benchmark.engine import rollout
-from benchmark.errors import ConfigError
-from benchmark.testing import TinyReward, single_thread, tiny_config
-from benchmark.train import make_batches, open_prompts, train
+from benchmark.core.backbones.toy import ToyBackbone
+from benchmark.training.config import check_run, config_from_dict
+from benchmark.core.toy_data import preferred
+from benchmark.core.engine import rollout
+from benchmark.core.errors import ConfigError
+from benchmark.core.testing import TinyReward, single_thread, tiny_config
+from benchmark.training.trainer import make_batches, open_prompts, train
 from evaluators.rewards.toy import ToyModeReward
 from evaluators.rewards.weighted import WeightedReward
 
-BASE_TOY = "benchmark/demo/base_toy"
+BASE_TOY = "benchmark/cli/demo/base_toy"
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def test_grpo_raises_the_toy_reward(tmp_path):
 def test_groups_share_a_prompt_and_not_the_noise(tmp_path):
     cfg = tiny_config(tmp_path, "flux", "grpo", ["method.group_size=3", "schedule.micro_batch=6",
                                                  "schedule.global_batch=12"])
-    from benchmark.backbones.tiny import tiny_flux
+    from benchmark.core.backbones.tiny import tiny_flux
 
     backbone = tiny_flux()
     cache, prompts = open_prompts(cfg)
@@ -96,7 +96,7 @@ def test_tiny_flux_with_kl_reference_and_per_reward_advantages(tmp_path):
         "method.clip_range=0.2", "method.window={size: 2, shift_every: 1, stride: 1}", "method.train_fraction=1.0",
         "schedule.iterations=3", "schedule.micro_batch=2", "schedule.global_batch=4", "checkpoint.every=0",
         "logging.grad_parts_every=0", "reward.name=weighted"])  # the module itself is handed to train below
-    from benchmark.backbones.tiny import tiny_flux
+    from benchmark.core.backbones.tiny import tiny_flux
 
     backbone = tiny_flux()
     reward = WeightedReward({"a": (TinyReward(seed=0), 1.0), "b": (TinyReward(seed=1), 0.5)})

@@ -7,10 +7,10 @@ without it; every evaluation the method does not mark must run under no_grad.
 import pytest
 import torch
 
-from benchmark.backbones.flux import FluxCond
-from benchmark.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
-from benchmark.backbones.toy import ToyBackbone, ToyConfig
-from benchmark.engine import rollout
+from benchmark.core.backbones.flux import FluxCond
+from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
+from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
+from benchmark.core.engine import rollout
 from methods import LossContext, build_method
 
 T = 25

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch.func import functional_call, jacrev
 
-from benchmark.backbones.toy import ToyBackbone, ToyConfig
-from benchmark.engine import rollout
+from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
+from benchmark.core.engine import rollout
 from methods import LossContext, build_method
 
 T, K, J, B, D = 10, 8, 3, 2, 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.testing import TINY_METHODS, tiny_tree
+from benchmark.core.testing import TINY_METHODS, tiny_tree
 
 TINY_STAGES = {s: f"tests.sweeps.tiny_stages:{s}" for s in ("train", "sample", "score")}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import ConfigError
-from benchmark.testing import PROMPTS, tiny_cache
+from benchmark.core.errors import ConfigError
+from benchmark.core.testing import PROMPTS, tiny_cache
 from sweeps.launcher import SlurmOptions, launch, minutes, stage_options, validate
 from sweeps.records import read_records
 from sweeps.spec import load_spec, spec_files

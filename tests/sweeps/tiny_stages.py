@@ -10,8 +10,8 @@ from sweeps import stages
 
 
 def train(run_config: dict, run_dir: Path) -> None:
-    from benchmark.testing import TinyReward, single_thread
-    from benchmark.train import train as run_train
+    from benchmark.core.testing import TinyReward, single_thread
+    from benchmark.training.trainer import train as run_train
 
     with single_thread():
         result = run_train(stages.training_config(run_config, run_dir), TinyReward(), resume="auto")
@@ -20,7 +20,7 @@ def train(run_config: dict, run_dir: Path) -> None:
 
 
 def sample(run_config: dict, run_dir: Path) -> None:
-    from benchmark.testing import single_thread
+    from benchmark.core.testing import single_thread
 
     with single_thread():
         stages.sample(run_config, run_dir)
@@ -30,7 +30,7 @@ sample.check = stages.check_sample
 
 
 def score(run_config: dict, run_dir: Path) -> None:
-    from benchmark.testing import single_thread
+    from benchmark.core.testing import single_thread
     from evaluators.rewards import tiny_reward
 
     with single_thread():

@@ -1,0 +1,75 @@
+"""``leapbench bench {memory,step,rollout}``: tables of measured ratios; ``--json`` for one object per line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+from tqdm import tqdm
+
+from benchmark.cli.bench.harness import BENCH_METHODS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("which", choices=["memory", "step", "rollout", "real"])
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--resolution", type=int, default=None, help="image size of the tiny FLUX (default: 128 memory, 64 else)")
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="T values (memory: 10 25 50; else 25)")
+    p.add_argument("--methods", nargs="+", default=None, choices=list(BENCH_METHODS))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="step, rollout: torch.compile the transformer's blocks (mode: default, reduce-overhead, ...)")
+    p.add_argument("--tiny", action="store_true", help="real: a tiny config instead of FLUX.1-dev's (CPU check)")
+    p.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"], help="real: fine-tuning modes")
+    p.add_argument("--resolutions", type=int, nargs="+", default=[512, 720], help="real: image sizes")
+
+
+def emit(rows: list[dict], as_json: bool, title: str) -> None:
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    print(f"\n{title}")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from benchmark.cli.bench.harness import BenchSetup
+
+    methods = args.methods or [m for m in BENCH_METHODS if args.which != "step" or m != "full_backprop_ckpt"]
+    if args.which == "memory":
+        from benchmark.cli.bench.memory import ratios, run_cases
+
+        steps = args.steps or [10, 25, 50]
+        with tqdm(total=len(methods) * len(steps), desc="memory cases", disable=args.json) as bar:
+            rows = run_cases(methods, steps, args.resolution or 128, args.device, progress=lambda r: bar.update())
+        emit(rows, args.json, f"peak memory of one training step ({args.device}; tiny FLUX at {args.resolution or 128}px)")
+        emit(ratios(rows), args.json, "ratio of the largest T to the smallest")
+        return 0
+    if args.which == "real":
+        from benchmark.cli.bench.real import run_real
+
+        rows = run_real(args.resolutions, (args.steps or [25])[0], device=args.device, tiny=args.tiny, modes=args.modes)
+        emit(rows, args.json, f"real-size FLUX.1-dev transformer (random init){' [tiny config]' if args.tiny else ''}")
+        return 0
+    setup = BenchSetup.build(resolution=args.resolution or 64, device=args.device, compile_mode=args.compile)
+    steps = (args.steps or [25])[0]
+    if args.which == "step":
+        from benchmark.cli.bench.step import bench_method, part_times
+
+        parts = part_times(setup, repeats=max(20, 4 * args.repeats))
+        rows = [bench_method(setup, m, steps, parts, args.repeats) for m in tqdm(methods, desc="methods", disable=args.json)]
+        keep = ["method", "steps", "measured_s", "floor_s", "ratio", "rollout_s", "grad_eval_s", "decode_s",
+                "reward_s", "backward_s", "optimizer_s", "n_v_grad", "n_v_nograd"]
+        emit(rows if args.json else [{k: r[k] for k in keep} for r in rows], args.json,
+             f"one training step against its floor ({args.device}, T={steps})")
+        return 0
+    from benchmark.cli.bench.rollout import bench_rollout
+
+    with torch.no_grad():
+        emit([bench_rollout(setup, steps, args.repeats)], args.json, f"no-grad rollout, ours vs FluxPipeline ({args.device})")
+    return 0

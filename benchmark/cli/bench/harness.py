@@ -1,0 +1,133 @@
+"""What the benchmarks measure: one training step of a method on a FLUX backbone, split into its parts.
+
+A step is the training loop's step without the bookkeeping: draw the method's choices, roll out,
+build the loss (decode + reward inside), backward, AdamW. ``Probe`` wraps the backbone's velocity,
+decode and the reward to count calls (with and without autograd) and to time them, so the benchmarks
+can compare a step with the floor of its parts measured alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from benchmark.core.backbones.flux import FluxBackbone, FluxCond
+from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
+from benchmark.core.engine import rollout
+from evaluators.rewards.toy import TinyConvReward
+from methods import LossContext, build_method
+
+BENCH_METHODS = {
+    "leapalign": {"name": "leapalign", "lam": 1e3},  # hinge always active: every step backpropagates
+    "refl": {"name": "refl"},
+    "draft_lv": {"name": "draft_lv"},
+    "drtune": {"name": "drtune"},
+    "full_backprop": {"name": "full_backprop", "checkpoint": False},
+    "full_backprop_ckpt": {"name": "full_backprop", "checkpoint": True},
+}
+
+
+def bench_config(method: str, steps: int) -> dict:
+    """The method's bench config at T steps: ReFL's and DRTune's early-stop window scaled like the paper's
+    last 11 of 25 steps."""
+    cfg = dict(BENCH_METHODS[method])
+    if cfg["name"] in ("refl", "drtune"):
+        cfg["m"] = max(1, round(steps * 11 / 25))
+    return cfg
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Probe:
+    """Counts and times the backbone's velocity calls, decodes and reward calls during a step."""
+
+    device: torch.device
+    calls: dict[str, int] = field(default_factory=lambda: {"v_grad": 0, "v_nograd": 0, "decode": 0, "reward": 0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"v_grad": 0.0, "v_nograd": 0.0, "decode": 0.0, "reward": 0.0})
+
+    def wrap(self, fn, kind: str | None = None):
+        def timed(*args, **kwargs):
+            key = kind or ("v_grad" if torch.is_grad_enabled() else "v_nograd")
+            sync(self.device)
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync(self.device)
+            self.seconds[key] += time.perf_counter() - start
+            self.calls[key] += 1
+            return out
+
+        return timed
+
+
+class ProbedBackbone:
+    """The backbone seen through a probe: same contract, every call counted and timed."""
+
+    def __init__(self, backbone: FluxBackbone, probe: Probe):
+        self.inner, self.probe = backbone, probe
+        self.transformer = backbone.transformer
+        self.velocity = probe.wrap(backbone.velocity)
+        self.decode = probe.wrap(backbone.decode, "decode")
+
+
+@dataclass
+class BenchSetup:
+    backbone: FluxBackbone
+    cond: FluxCond
+    reward: TinyConvReward
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    batch: int
+
+    @classmethod
+    def build(cls, resolution: int = 128, batch: int = 1, device: str = "cpu", layers: int = 1, seed: int = 0,
+              compile_mode: str | None = None):
+        dev = torch.device(device)
+        backbone = tiny_flux(height=resolution, width=resolution, seed=seed, layers=layers)
+        backbone.transformer.to(dev).train()
+        if compile_mode:
+            from benchmark.training.trainer import compile_blocks
+
+            compile_blocks(backbone.transformer, compile_mode)
+        backbone.vae.to(dev).requires_grad_(False)
+        g = torch.Generator().manual_seed(seed)
+        cond = FluxCond(torch.randn(batch, 16, TEXT_DIM, generator=g), torch.randn(batch, POOLED_DIM, generator=g)).to(dev)
+        optimizer = torch.optim.AdamW(backbone.transformer.parameters(), lr=1e-5, weight_decay=1e-4)
+        return cls(backbone, cond, TinyConvReward().to(dev), optimizer, dev, batch)
+
+
+def train_step(setup: BenchSetup, method: str, steps: int, seed: int = 0, probe: Probe | None = None) -> dict:
+    """One training step (rollout, loss, backward, AdamW) with per-part seconds and call counts."""
+    backbone = ProbedBackbone(setup.backbone, probe) if probe else setup.backbone
+    reward = probe.wrap(setup.reward, "reward") if probe else setup.reward
+    g = torch.Generator().manual_seed(seed)
+    step = build_method(bench_config(method, steps)).start(steps, g)
+    x_T = setup.backbone.noise(setup.batch, torch.Generator(setup.device).manual_seed(seed))
+    sigmas = setup.backbone.schedule(steps).to(setup.device)
+    timings = {}
+    sync(setup.device)
+    start = time.perf_counter()
+    traj = rollout(backbone, setup.cond, x_T, sigmas, step)
+    sync(setup.device)
+    timings["rollout"] = time.perf_counter() - start
+    ctx = LossContext(backbone, setup.cond, reward=lambda x0: reward(backbone.decode(x0), None), generator=g)
+    start = time.perf_counter()
+    loss, _ = step.loss(traj, ctx)
+    sync(setup.device)
+    timings["loss"] = time.perf_counter() - start
+    start = time.perf_counter()
+    loss.backward()
+    sync(setup.device)
+    timings["backward"] = time.perf_counter() - start
+    start = time.perf_counter()
+    setup.optimizer.step()
+    setup.optimizer.zero_grad(set_to_none=True)
+    sync(setup.device)
+    timings["optimizer"] = time.perf_counter() - start
+    timings["total"] = sum(timings.values())
+    return timings

@@ -1,0 +1,91 @@
+"""``bench memory``: peak memory of one training step per method and number of steps T.
+
+Each case runs in a fresh process (``python -m benchmark.cli.bench.memory METHOD T ...``) so that no
+allocator state carries over. On CPU the peak is the process's RSS high-water mark (VmHWM, reset just before
+the step), and the step's own share is that minus the RSS just before the step; on GPU it is max_memory_allocated.
+LeapAlign keeps two velocity evaluations whatever T is, so its peak must stay flat (T=50 over T=10 at
+most 1.05); full backprop keeps T of them and grows linearly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from benchmark.cli.bench.harness import BenchSetup, train_step
+
+
+def proc_status(key: str) -> int:
+    """VmRSS / VmHWM of this process in bytes (Linux reports kB)."""
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith(key + ":")).split()[1]) * 1024
+
+
+def reset_peak_rss() -> None:
+    """Reset the RSS high-water mark (VmHWM) to the current RSS: writing 5 to clear_refs (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+# Large blocks come from mmap and go straight back to the OS when freed, so the RSS high-water mark is
+# the peak of live tensors rather than of glibc's cached arenas.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def measure_case(method: str, steps: int, resolution: int, device: str) -> dict:
+    setup = BenchSetup.build(resolution=resolution, device=device)
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if setup.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        train_step(setup, method, steps)
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        reset_peak_rss()  # the peak of the step, not of importing torch and building the model
+        before = proc_status("VmRSS")
+        train_step(setup, method, steps)
+        peak = proc_status("VmHWM")
+    return {"method": method, "steps": steps, "peak_bytes": peak, "step_bytes": peak - before, "device": device}
+
+
+def run_cases(methods: list[str], steps: list[int], resolution: int, device: str, progress=None) -> list[dict]:
+    rows = []
+    for method in methods:
+        for T in steps:
+            cmd = [sys.executable, "-m", "benchmark.cli.bench.memory", method, str(T), str(resolution), device]
+            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MALLOC_ENV})
+            if done.returncode != 0:
+                raise RuntimeError(f"memory case {method} T={T} failed:\n{done.stderr[-3000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            if progress:
+                progress(rows[-1])
+    return rows
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """Per method: peak (and step share) at the largest T over the smallest T."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["steps"])
+        lo, hi = mine[0], mine[-1]
+        out.append({
+            "method": method, "ratio_of": f"T={hi['steps']}/T={lo['steps']}",
+            "peak_ratio": hi["peak_bytes"] / lo["peak_bytes"],
+            "step_ratio": hi["step_bytes"] / max(lo["step_bytes"], 1),
+        })
+    return out
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("method"), p.add_argument("steps", type=int), p.add_argument("resolution", type=int)
+    p.add_argument("device")
+    a = p.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(json.dumps(measure_case(a.method, a.steps, a.resolution, a.device)))

@@ -1,0 +1,58 @@
+"""``leapbench table SCORES... --layout table2 --out DIR [--name NAME] [--baseline pretrained] [--no-paper]``.
+
+Builds one of the paper's tables from per-image scores (parquet/CSV files or directories of them) with
+prompt-bootstrap 95% intervals and deltas to the baseline run, writes ``<name>.md``, ``<name>.tex`` and
+``<name>.csv`` into DIR, and prints the Markdown. The paper's own rows are appended unless --no-paper.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from evaluators.report import LAYOUTS
+
+    parser.add_argument("scores", nargs="+", help="scores files (.parquet, .csv) or directories of .parquet")
+    parser.add_argument("--layout", default="table2", choices=sorted(LAYOUTS))
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--name", help="file name stem (default: the layout)")
+    parser.add_argument("--baseline", help="run or method the deltas are taken against ('none': no deltas; "
+                        "default: pretrained, when the scores have it)")
+    parser.add_argument("--no-paper", action="store_true", help="leave out the paper's reported rows")
+    parser.add_argument("--prompt-set", action="append", default=[], metavar="METRIC=SET",
+                        help="score METRIC only on prompt set SET (e.g. hpsv2.1=hpdv2); repeatable")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.core.errors import ConfigError
+    from evaluators.report import build_table, read_scores, to_markdown, write_tables
+
+    prompt_sets = {}
+    for text in args.prompt_set:
+        metric, sep, name = text.partition("=")
+        if not sep or not metric or not name:
+            raise ConfigError("--prompt-set", "METRIC=SET", text)
+        prompt_sets[metric] = name
+    if args.resamples < 1:
+        raise ConfigError("--resamples", "an integer >= 1", args.resamples)
+    try:
+        scores = read_scores(args.scores)
+    except (OSError, ValueError) as err:
+        raise ConfigError("SCORES", f"readable scores files ({err})", args.scores) from None
+    baseline = args.baseline
+    if baseline is None and "pretrained" in set(scores["run"]) | set(scores["method"]):
+        baseline = "pretrained"
+    elif baseline is not None and baseline.lower() == "none":
+        baseline = None
+    try:
+        table = build_table(scores, args.layout, reference=None if args.no_paper else "paper", baseline=baseline,
+                            prompt_sets=prompt_sets, resamples=args.resamples, seed=args.seed)
+    except ValueError as err:
+        raise ConfigError("--layout/--baseline", f"settings these scores can fill ({err})") from None
+    paths = write_tables(table, args.out, args.name or args.layout)
+    print(to_markdown(table))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

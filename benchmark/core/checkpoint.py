@@ -1,0 +1,281 @@
+"""Checkpoints: the trained model in diffusers format plus everything an exact resume needs, written atomically.
+
+One checkpoint is a directory ``<run_dir>/checkpoints/step_000050/``::
+
+    transformer/            full fine-tuning: config.json + diffusion_pytorch_model*.safetensors
+                            (FluxTransformer2DModel.from_pretrained(dir) loads it; the toy flow: model.safetensors)
+    lora/                   LoRA: pytorch_lora_weights.safetensors (FluxPipeline.load_lora_weights(dir) loads it)
+    ema.safetensors         fp32 EMA shadow of the trained parameters, keyed by parameter name
+    optimizer.pt            AdamW state (full, keyed by parameter name: torch.distributed.checkpoint.state_dict)
+    trainer.pt              step, fault counters and RNG states (torch, CUDA, numpy, python)
+    manifest.json           size and sha256 of every file above
+    complete                written last: a checkpoint without it was interrupted
+
+It is written to a temporary sibling directory, every file fsynced, then renamed into place (atomic on
+POSIX), so a crash leaves either the whole checkpoint or none. On resume the newest checkpoint whose
+marker, files and checksums verify is used; a damaged one is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.core.io import fsync_dir
+
+STEP_PREFIX = "step_"
+
+
+# -- durable file writes --------------------------------------------------------------------------
+
+
+def fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    for path in sorted([p for p in root.rglob("*") if p.is_dir()] + [root]):
+        fsync_dir(path)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- the model in diffusers format ----------------------------------------------------------------
+
+
+def diffusers_class_name(module: nn.Module) -> str | None:
+    """The diffusers class of ``module`` (FSDP2 swaps the class for a generated subclass)."""
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith("diffusers.") and hasattr(cls, "from_pretrained"):
+            return cls.__name__
+    return None
+
+
+def write_transformer(module: nn.Module, state: dict[str, Tensor], out: Path, max_shard_size: str = "10GB") -> None:
+    """Write ``state`` as a diffusers model directory (config.json + safetensors shards + index).
+
+    Done by hand rather than ``save_pretrained`` because under FSDP2 the module holds shards; the full
+    ``state`` is gathered on rank 0 and the config written with the real diffusers class name.
+    """
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    name = diffusers_class_name(module)
+    if name is None:  # the toy flow: plain weights
+        save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"))
+        return
+    import diffusers
+    from huggingface_hub import split_torch_state_dict_into_shards
+
+    config = {k: v for k, v in dict(module.config).items() if not k.startswith("_")}
+    config = {"_class_name": name, "_diffusers_version": diffusers.__version__, **config}
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    split = split_torch_state_dict_into_shards(
+        state, filename_pattern="diffusion_pytorch_model{suffix}.safetensors", max_shard_size=max_shard_size
+    )
+    for filename, keys in split.filename_to_tensors.items():
+        save_file({k: state[k].contiguous() for k in keys}, str(out / filename), metadata={"format": "pt"})
+    if split.is_sharded:
+        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
+                 "weight_map": split.tensor_to_filename}
+        (out / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+def read_transformer(out: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    state: dict[str, Tensor] = {}
+    for file in sorted(out.glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    return state
+
+
+LORA_PIPELINES = {"flux": "FluxPipeline", "sd3": "StableDiffusion3Pipeline"}
+
+
+def write_lora(transformer: nn.Module, out: Path, backbone: str) -> None:
+    """Save the peft adapter as diffusers expects it (``<Pipeline>.save_lora_weights``), with its rank/alpha."""
+    import diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    state = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(transformer).items()}
+    metadata = transformer.peft_config["default"].to_dict()
+    metadata = json.loads(json.dumps(metadata, default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
+    pipeline = getattr(diffusers, LORA_PIPELINES[backbone])
+    pipeline.save_lora_weights(out, transformer_lora_layers=state, transformer_lora_adapter_metadata=metadata)
+
+
+def read_lora(transformer: nn.Module, out: Path) -> None:
+    """Load a saved adapter back into the (already adapted) transformer, exactly."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    state = {k.removeprefix("transformer."): v for k, v in state.items()}
+    result = set_peft_model_state_dict(transformer, state)
+    if getattr(result, "unexpected_keys", None):
+        raise RuntimeError(f"LoRA checkpoint {out} has unexpected keys: {result.unexpected_keys[:3]}")
+
+
+# -- checkpoint directories -------------------------------------------------------------------------
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"{STEP_PREFIX}{step:06d}"
+
+
+def finalize(tmp: Path, final: Path, step: int) -> None:
+    """Checksum every file, write the manifest and the marker, fsync, and rename into place."""
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    manifest = {"step": step, "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": sha256(p)}
+                                        for p in files}}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (tmp / "complete").write_text(f"step {step}\n")
+    fsync_tree(tmp)
+    if final.exists():  # a re-save of the same step (e.g. a signal right after a periodic save)
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def verify(ckpt: Path) -> str | None:
+    """None if ``ckpt`` is complete and intact, else what is wrong with it."""
+    if not (ckpt / "complete").is_file():
+        return "no 'complete' marker (interrupted while writing)"
+    try:
+        manifest = json.loads((ckpt / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        return f"unreadable manifest.json ({err})"
+    for rel, meta in manifest["files"].items():
+        path = ckpt / rel
+        if not path.is_file():
+            return f"missing {rel}"
+        if path.stat().st_size != meta["size"] or sha256(path) != meta["sha256"]:
+            return f"checksum mismatch in {rel}"
+    return None
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Checkpoint directories under ``root``, newest first (temporary directories excluded)."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX)]
+    return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX):]), reverse=True)
+
+
+def latest_valid(root: Path) -> Path | None:
+    """The newest checkpoint that verifies; damaged newer ones are skipped with a warning."""
+    for ckpt in list_checkpoints(root):
+        problem = verify(ckpt)
+        if problem is None:
+            return ckpt
+        warnings.warn(f"skipping damaged checkpoint {ckpt}: {problem}; trying the previous one", RuntimeWarning,
+                      stacklevel=2)
+    return None
+
+
+def prune(root: Path, keep: int) -> None:
+    """Keep the newest ``keep`` complete checkpoints; remove older ones and stale temporary directories."""
+    complete = [p for p in list_checkpoints(root) if (p / "complete").is_file()]
+    for old in complete[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in root.glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def new_tmp_dir(root: Path, step: int) -> Path:
+    tmp = root / f".tmp-{STEP_PREFIX}{step:06d}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def save_trainer_state(path: Path, state: dict[str, Any]) -> None:
+    torch.save(state, path)
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)  # our own file: holds numpy RNG state
+
+
+# -- whole checkpoints -----------------------------------------------------------------------------
+
+
+def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any,
+                    trainer_state: dict[str, Any], *, lora: bool, backbone: str, is_main: bool, keep: int) -> Path:
+    """Gather (collectives on every rank) and write (rank 0) one checkpoint; returns its directory."""
+    from safetensors.torch import save_file
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    from benchmark.core.distributed import barrier, unwrap
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = None if lora else get_model_state_dict(model, options=full)
+    optim_state = get_optimizer_state_dict(model, optimizer, options=full)
+    ema_state = ema.full_state()
+    final = step_dir(root, step)
+    if is_main:
+        tmp = new_tmp_dir(root, step)
+        if lora:
+            write_lora(unwrap(model), tmp / "lora", backbone)
+        else:
+            write_transformer(unwrap(model), model_state, tmp / "transformer")
+        save_file(ema_state, str(tmp / "ema.safetensors"))
+        torch.save(optim_state, tmp / "optimizer.pt")
+        save_trainer_state(tmp / "trainer.pt", trainer_state)
+        finalize(tmp, final, step)
+        prune(root, keep)
+    barrier()
+    return final
+
+
+def load_checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any, *, lora: bool,
+                    is_main: bool, world_size: int) -> dict[str, Any]:
+    """Restore model, optimiser and EMA from ``ckpt`` (every rank calls this); returns the trainer state."""
+    from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                         set_optimizer_state_dict)
+
+    from benchmark.core.distributed import unwrap
+
+    # under FSDP2 rank 0 reads the full state and broadcasts it, instead of every rank holding a copy
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=world_size > 1)
+    reads = is_main or world_size == 1
+    if lora:
+        read_lora(unwrap(model), ckpt / "lora")
+    else:
+        set_model_state_dict(model, read_transformer(ckpt / "transformer") if reads else {}, options=options)
+    optim_state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True) if reads else {}
+    set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+    ema.load_full_state(load_file(str(ckpt / "ema.safetensors")))
+    return load_trainer_state(ckpt / "trainer.pt")
+
+
+def apply_ema(transformer: nn.Module, ckpt: Path) -> None:
+    """Load a checkpoint's EMA shadow into ``transformer`` for sampling (paper evaluation uses the EMA).
+
+    The shadow is keyed by the trained parameters' names (full fine-tuning: all; LoRA: the adapter's, so
+    the adapter must be added first). Every key must land on a parameter.
+    """
+    from safetensors.torch import load_file
+
+    ema = load_file(str(Path(ckpt) / "ema.safetensors"))
+    result = transformer.load_state_dict(ema, strict=False)
+    if result.unexpected_keys:
+        raise RuntimeError(f"{ckpt}: EMA weights for unknown parameters {result.unexpected_keys[:3]}")

@@ -1,0 +1,426 @@
+"""The run config: typed dataclasses, built from defaults -> YAML file -> dotted CLI overrides.
+
+    cfg = load_config("run.yaml", ["method.alpha=0.1", "schedule.iterations=10"])
+    check_run(cfg, world_size=2)          # cross-checks and paths, before any model is loaded
+
+Every bad value raises ``ConfigError`` naming its dotted field. The method section becomes the method's
+own config dataclass (``methods.method_config``), the backbone section a ``BackboneConfig``; the reward
+section stays a mapping handed to ``evaluators.rewards.RewardConfig``. The defaults are the paper's
+FLUX.1-dev recipe (supplement A5): AdamW lr 1e-5, weight decay 1e-4, global batch 64, EMA 0.995,
+clipping 1.0, 300 iterations, 25 steps at 720 x 720, guidance 3.5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+from benchmark.core.backbones import DTYPES, BackboneConfig
+from benchmark.core.errors import ConfigError
+
+DTYPE_NAMES = tuple(DTYPES)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass
+class PromptsConfig:
+    file: str | None = None  # prompt set (.txt one per line, .json list, .jsonl with "prompt"); None = all cached
+    cache: str | None = None  # embedding cache directory written by `leapbench embed`; training reads only this
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5  # A5: 1e-5 (8e-6 for HPSv3)
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_clip: float | None = 1.0  # max total gradient norm; None = no clipping (the norm is still logged)
+    ema_decay: float = 0.995
+
+    def __post_init__(self):
+        positive("optim.lr", self.lr)
+        positive("optim.eps", self.eps)
+        if self.weight_decay < 0:
+            raise ConfigError("optim.weight_decay", "a number >= 0", self.weight_decay)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError("optim.betas", "two numbers in [0, 1)", list(self.betas))
+        if self.grad_clip is not None:
+            positive("optim.grad_clip", self.grad_clip)
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError("optim.ema_decay", "a number in [0, 1)", self.ema_decay)
+
+
+@dataclass
+class ScheduleConfig:
+    num_steps: int = 25  # sampling steps T of each training rollout
+    iterations: int = 300  # optimiser steps
+    global_batch: int = 64  # samples per optimiser step, summed over ranks and micro-batches
+    micro_batch: int = 1  # samples per rollout on one rank (gradient accumulation fills the rest)
+
+    def __post_init__(self):
+        if self.num_steps < 2:
+            raise ConfigError("schedule.num_steps", "an integer >= 2", self.num_steps)
+        for name in ("iterations", "global_batch", "micro_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"schedule.{name}", "an integer >= 1", getattr(self, name))
+
+
+@dataclass
+class LoraSettings:
+    rank: int = 0  # 0 = full fine-tuning; > 0 = a peft LoRA adapter of this rank
+    alpha: float | None = None  # lora_alpha; None = rank (scale 1)
+    targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+
+    def __post_init__(self):
+        if self.rank < 0:
+            raise ConfigError("train.lora.rank", "an integer >= 0 (0 = full fine-tuning)", self.rank)
+        if self.alpha is not None:
+            positive("train.lora.alpha", self.alpha)
+        if self.rank and not self.targets:
+            raise ConfigError("train.lora.targets", "a non-empty list of module names", self.targets)
+
+
+@dataclass
+class TrainingConfig:
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    gradient_checkpointing: bool = True  # diffusers' per-block activation checkpointing
+    autocast: bool = True  # bf16 autocast around rollout and loss (CUDA only)
+    master_dtype: str = "float32"  # dtype of the trained parameters (AdamW and EMA see these)
+    max_consecutive_skips: int = 5  # non-finite steps in a row before the run stops
+    compile: bool = False  # torch.compile the transformer's blocks (first steps pay the compilation)
+    compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune
+
+    def __post_init__(self):
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError("train.compile_mode", f"one of {', '.join(COMPILE_MODES)}", self.compile_mode)
+        if self.master_dtype not in DTYPE_NAMES:
+            raise ConfigError("train.master_dtype", f"one of {', '.join(DTYPE_NAMES)}", self.master_dtype)
+        if self.max_consecutive_skips < 1:
+            raise ConfigError("train.max_consecutive_skips", "an integer >= 1", self.max_consecutive_skips)
+
+
+@dataclass
+class DistributedConfig:
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: DDP for LoRA, FSDP2 for full fine-tuning
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on GPU, gloo on CPU
+    fsdp_param_dtype: str = "bfloat16"  # FSDP2 MixedPrecisionPolicy: compute dtype of gathered params
+    fsdp_reduce_dtype: str = "float32"  # ... and of the gradient reduce-scatter
+    timeout_s: int = 1800
+
+    def __post_init__(self):
+        for name in ("fsdp_param_dtype", "fsdp_reduce_dtype"):
+            if getattr(self, name) not in DTYPE_NAMES:
+                raise ConfigError(f"distributed.{name}", f"one of {', '.join(DTYPE_NAMES)}", getattr(self, name))
+        positive("distributed.timeout_s", self.timeout_s)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 50  # save every N steps (0 = only at the end); also saved at the end and on SIGTERM/SIGUSR2
+    keep: int = 3  # keep the newest K complete checkpoints
+
+    def __post_init__(self):
+        if self.every < 0:
+            raise ConfigError("checkpoint.every", "an integer >= 0", self.every)
+        if self.keep < 1:
+            raise ConfigError("checkpoint.keep", "an integer >= 1", self.keep)
+
+
+@dataclass
+class LoggingConfig:
+    progress: bool = True  # tqdm bar with the running reward
+    tensorboard: bool = True  # also write TensorBoard scalars when tensorboard is installed
+    grad_parts_every: int = 10  # every N steps split the gradient norm (single / nested); costs one more backward
+
+    def __post_init__(self):
+        if self.grad_parts_every < 0:
+            raise ConfigError("logging.grad_parts_every", "an integer >= 0 (0 = never)", self.grad_parts_every)
+
+
+@dataclass
+class RunConfig:
+    run_dir: str = "results/runs/run"
+    seed: int = 0
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    method: Any = None  # the method's config dataclass (methods.method_config); default LeapAlign
+    reward: dict = field(default_factory=lambda: {"name": "hpsv2"})  # handed to evaluators.rewards.RewardConfig
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self):
+        if self.method is None:
+            from methods import method_config
+
+            self.method = method_config({"name": "leapalign"})
+        if not str(self.run_dir):
+            raise ConfigError("run_dir", "a directory path", self.run_dir)
+        if not isinstance(self.reward, Mapping) or not isinstance(self.reward.get("name"), str):
+            raise ConfigError("reward.name", "a reward name (a mapping with name: ...)", self.reward)
+
+    @property
+    def lora(self) -> bool:
+        return self.train.lora.rank > 0
+
+    def accumulation(self, world_size: int) -> int:
+        """Micro-batches per rank per optimiser step."""
+        return self.schedule.global_batch // (self.schedule.micro_batch * world_size)
+
+    def to_dict(self) -> dict:
+        """The resolved config as plain data (what config.yaml holds)."""
+        return _plain(self)
+
+
+def positive(field_name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(field_name, "a number > 0", value)
+
+
+# -- building: defaults -> YAML -> overrides --------------------------------------------------------
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read ``path`` (YAML) over the defaults, apply ``key.sub=value`` overrides, and build the typed config."""
+    tree: dict = {}
+    if path is not None:
+        tree = read_yaml(path)
+    for text in overrides:
+        apply_override(tree, text)
+    return config_from_dict(tree)
+
+
+def read_yaml(path: str | Path) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("--config", "an existing YAML file", str(path))
+    try:
+        tree = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError("--config", f"valid YAML ({str(err).splitlines()[0]})", str(path)) from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError("--config", "a YAML mapping of sections", type(tree).__name__)
+    return tree
+
+
+def apply_override(tree: dict, text: str) -> None:
+    """``a.b=value``: the value is parsed as YAML (numbers, booleans, null, lists), the key path is created."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError("override", "key.path=value", text)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    *parents, leaf = key.split(".")
+    node = tree
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parents[: i + 1]), "a section (mapping)", child)
+        node = child
+    node[leaf] = value
+
+
+def config_from_dict(tree: Mapping[str, Any]) -> RunConfig:
+    """Build the typed ``RunConfig`` from a nested mapping, checking keys and types field by field."""
+    if not isinstance(tree, Mapping):
+        raise ConfigError("config", "a mapping of sections", tree)
+    tree = dict(tree)
+    method = tree.pop("method", None) or {}
+    if not isinstance(method, Mapping):
+        raise ConfigError("method", "a section (mapping) with name: ...", method)
+    kwargs = build_fields(RunConfig, tree, "")
+    kwargs["method"] = build_method_config(dict(method))
+    return RunConfig(**kwargs)
+
+
+def build_method_config(section: dict) -> Any:
+    from methods import METHODS, method_config
+
+    section.setdefault("name", "leapalign")
+    if section["name"] in METHODS:  # type-check the fields the method's dataclass declares, then let it validate
+        config_cls = METHODS[section["name"]][0]
+        hints = typing.get_type_hints(config_cls)
+        for key, value in list(section.items()):
+            if key in hints and key != "name":
+                section[key] = check_type(value, hints[key], f"method.{key}")
+    return method_config(section)
+
+
+def build_fields(cls: type, values: Mapping[str, Any], prefix: str) -> dict:
+    """Checked constructor kwargs of dataclass ``cls`` from ``values`` (unknown keys and wrong types raise)."""
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
+    out = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(name, f"a known field ({', '.join(k for k in known if k != 'method')})", key)
+        out[key] = check_type(value, hints[key], name)
+    return out
+
+
+def check_type(value: Any, hint: Any, name: str) -> Any:
+    """``value`` converted to ``hint`` (dataclass sections recursively), or ConfigError naming ``name``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(name, "a section (mapping)", value)
+        return hint(**build_fields(hint, value, f"{name}."))
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return check_type(value, arg, name)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(name, f"one of {', '.join(map(str, args))}", value)
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(name, "true or false", value)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(name, "an integer", value)
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(name, "a number", value) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(name, "a number", value)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(name, "a string", value)
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, "a list", value)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(name, f"a list of {len(args)} values", value)
+            return tuple(check_type(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        return origin(check_type(v, item, f"{name}[{i}]") for i, v in enumerate(value))
+    if hint is dict or origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(name, "a section (mapping)", value)
+        return dict(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if not f.name.startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (``load_config(path)`` rebuilds the same config)."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+# -- cross-checks that need the world size or the filesystem ---------------------------------------
+
+
+def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, check_reward: bool = True) -> None:
+    """Everything that must hold before a model is loaded or the run directory is created."""
+    cfg.method.validate(cfg.schedule.num_steps)
+    s = cfg.schedule
+    if hasattr(cfg.method, "check_reward"):  # a method that needs something of the reward (GRPO's per-reward advantages)
+        cfg.method.check_reward(cfg.reward)
+    group = getattr(cfg.method, "group_size", 1)  # GRPO's samples per prompt: groups stay inside a micro-batch
+    if s.micro_batch % group:
+        raise ConfigError("schedule.micro_batch", f"a multiple of method.group_size ({group})", s.micro_batch)
+    if s.global_batch % (world_size * s.micro_batch):
+        raise ConfigError(
+            "schedule.global_batch",
+            f"a multiple of world size x micro batch ({world_size} x {s.micro_batch})",
+            s.global_batch,
+        )
+    if cfg.lora and cfg.backbone.name == "toy":
+        raise ConfigError("train.lora.rank", "0 for the toy backbone (LoRA needs a diffusers transformer)", cfg.train.lora.rank)
+    if cfg.lora and cfg.distributed.strategy == "fsdp":
+        raise ConfigError("distributed.strategy", "auto or ddp for LoRA (FSDP2 is for full fine-tuning)", "fsdp")
+    cfg.backbone.check_paths()
+    check_cache(cfg)
+    check_run_dir(cfg, resume)
+    if check_reward:
+        reward_config(cfg.reward)
+
+
+def check_cache(cfg: RunConfig) -> None:
+    if cfg.backbone.name == "toy" and cfg.prompts.cache is None:
+        if cfg.backbone.toy.cond_dim:
+            raise ConfigError("prompts.cache", "an embedding cache for a conditioned toy backbone", None)
+        return  # the unconditioned toy flow needs no prompts
+    from benchmark.core.cache import EmbeddingCache
+
+    cache = EmbeddingCache.open(cfg.prompts.cache)
+    if cache.backbone != cfg.backbone.name:
+        raise ConfigError("prompts.cache", f"a cache encoded for backbone {cfg.backbone.name}", cache.backbone)
+    cache.prompt_set(cfg.prompts.file)  # every prompt of the set must be cached
+
+
+def check_run_dir(cfg: RunConfig, resume: str | None) -> None:
+    root = Path(cfg.run_dir)
+    if root.exists() and not root.is_dir():
+        raise ConfigError("run_dir", "a directory path", str(root))
+    started = (root / "metrics.jsonl").exists() or (root / "checkpoints").exists()
+    if started and resume in (None, "none"):
+        raise ConfigError("run_dir", "a new directory, or --resume auto to continue this run", str(root))
+    if resume not in (None, "none", "auto") and not Path(resume).is_dir():
+        raise ConfigError("--resume", "auto, none or a checkpoint directory", resume)
+
+
+def reward_config(section: Mapping[str, Any]) -> Any:
+    """The reward section as ``evaluators.rewards.RewardConfig`` (validated there, before loading)."""
+    from evaluators.rewards import RewardConfig
+
+    values = dict(section)
+    known = {f.name for f in dataclasses.fields(RewardConfig)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"reward.{key}", f"a field of the reward section ({', '.join(sorted(known))})", key)
+    cfg = RewardConfig(**values)
+    cfg.check_paths()
+    return cfg
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The config a run was started with (its config.yaml)."""
+    return load_config(Path(run_dir) / "config.yaml")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(_plain(value))
