@@ -14,21 +14,25 @@ Prompt embeddings come from the embedding cache; text encoders are never loaded 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import diffusers
 import torch
+from PIL import Image
 from torch import Tensor
 
 from benchmark.core.backbones import DTYPES, BackboneConfig, build_backbone
 from benchmark.core.cache import EmbeddingCache
 from benchmark.core.checkpoint import apply_ema, latest_valid, verify
+from benchmark.core.configs import read_yaml, typed
+from benchmark.core.engine import rollout
 from benchmark.core.errors import ConfigError
-from benchmark.core.prompts import load_prompt_rows
 from benchmark.core.io import atomic_path, atomic_write_text
+from benchmark.core.prompts import load_prompt_rows
+from benchmark.core.seeding import seeded
 
 SETTINGS_FILE = "sampling.json"
 SAME_SETTINGS = ("backbone", "checkpoint", "ema", "steps", "seed")  # what changes the pixels of an image
@@ -109,9 +113,7 @@ def run_labels(run_dir: Path | None, backbone: str) -> dict:
     """Default score labels: the run directory's name and its method, or ``<backbone>-pretrained``."""
     if run_dir is None or not (run_dir / "config.yaml").is_file():
         return {"run": f"{backbone}-pretrained", "method": "pretrained"}
-    import yaml
-
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    config = read_yaml(run_dir / "config.yaml", "--run")
     return {"run": run_dir.name, "method": (config.get("method") or {}).get("name", "unknown")}
 
 
@@ -123,8 +125,6 @@ def resolve_model(backbone: dict, *, config: str | None = None, run: str | None 
     checkpoint's run's, then the non-None entries of ``backbone`` (the flags) over it. The checkpoint is the
     one given or the run's newest valid one.
     """
-    from benchmark.training.config import check_type, read_yaml
-
     if run and (checkpoint or config):
         raise ConfigError("--run", "no --checkpoint or --config with --run (the run gives both)", run)
     if ema and not (run or checkpoint):
@@ -146,7 +146,7 @@ def resolve_model(backbone: dict, *, config: str | None = None, run: str | None 
     elif run_dir is not None and (run_dir / "config.yaml").is_file():  # a checkpoint: its run's backbone
         tree = read_yaml(run_dir / "config.yaml").get("backbone") or {}
     tree = {**tree, **{k: v for k, v in backbone.items() if v is not None}}
-    cfg = check_type(tree, BackboneConfig, "backbone")
+    cfg = typed(BackboneConfig, tree, "backbone")
     if cfg.name not in TRANSFORMERS:
         raise ConfigError("backbone.name", f"one of {', '.join(TRANSFORMERS)} (images to sample)", cfg.name)
     cfg.check_paths()
@@ -221,8 +221,6 @@ def plan_sampling(cache: str, out: str, backbone: dict | None = None, *, prompts
 
 def load_model(plan: SamplingPlan, device: torch.device | str) -> Any:
     """The backbone with the checkpoint's transformer or LoRA adapter (and its EMA weights) applied."""
-    import diffusers
-
     cfg, ckpt, kind = plan.backbone, plan.checkpoint, plan.kind
 
     def trained() -> torch.nn.Module:
@@ -244,12 +242,6 @@ def load_model(plan: SamplingPlan, device: torch.device | str) -> Any:
 # -- generation --------------------------------------------------------------------------------------------
 
 
-def noise_generator(seed: int, prompt_id: int, k: int) -> torch.Generator:
-    """A CPU generator whose state is a pure function of (seed, prompt id, image index)."""
-    digest = hashlib.sha256(repr((seed, "sample", prompt_id, k)).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
-
 def to_uint8(images: Tensor) -> Tensor:
     """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8 on the CPU, rounded."""
     return (images.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
@@ -257,8 +249,6 @@ def to_uint8(images: Tensor) -> Tensor:
 
 def save_png(array: Tensor, path: Path) -> None:
     """Write an (H, W, 3) uint8 image as PNG via a temporary file and an atomic rename."""
-    from PIL import Image
-
     with atomic_path(path) as tmp:
         Image.fromarray(array.numpy()).save(tmp, format="PNG")
 
@@ -267,8 +257,6 @@ def save_png(array: Tensor, path: Path) -> None:
 def generate(plan: SamplingPlan, backbone: Any, device: torch.device | str,
              progress: Callable[[int], None] | None = None) -> int:
     """Sample this rank's missing images into ``plan.out``; returns how many images were written."""
-    from benchmark.core.engine import rollout
-
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan.out / SETTINGS_FILE, json.dumps(plan.settings(), indent=1))
     sigmas = backbone.schedule(plan.steps).to(device)
@@ -280,7 +268,7 @@ def generate(plan: SamplingPlan, backbone: Any, device: torch.device | str,
         if not (folder / "metadata.jsonl").is_file() or (folder / "metadata.jsonl").read_text() != meta:
             atomic_write_text(folder / "metadata.jsonl", meta)
         cond = plan.cache.cond([plan.rows[p]["prompt"]] * len(ks), device)
-        x_T = torch.cat([backbone.noise(1, noise_generator(plan.seed, p, k)) for k in ks]).to(device)
+        x_T = torch.cat([backbone.noise(1, seeded(plan.seed, "sample", p, k)) for k in ks]).to(device)
         images = to_uint8(backbone.decode(rollout(backbone, cond, x_T, sigmas).x0))
         for k, image in zip(ks, images):
             if not plan.image_path(p, k).is_file():

@@ -20,10 +20,14 @@ from typing import Callable, Mapping
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch import Tensor
 
+from benchmark.core.configs import read_yaml
 from benchmark.core.errors import ConfigError
-from evaluators.rewards.config import RewardConfig
+from evaluators.geneval import score_folder
+from evaluators.report import read_scores, write_scores
+from evaluators.rewards.config import RewardConfig, reward_config
 from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward, UnifiedRewardError
 
 METRICS = {"hpsv2": "hpsv2.1", "pickscore": "pickscore", "imagereward": "imagereward", "hpsv3": "hpsv3"}
@@ -93,9 +97,7 @@ def reward_spec(text: str) -> RewardConfig:
 
 def reward_section(file: str) -> list[RewardConfig]:
     """The ``reward`` section of a YAML file (or the file itself); a weighted reward's parts are scored apart."""
-    from benchmark.training.config import read_yaml, reward_config
-
-    tree = read_yaml(file)
+    tree = read_yaml(file, "--reward-config")
     cfg = reward_config(tree.get("reward", tree))
     parts = cfg.parts if cfg.name == "weighted" else [cfg]
     for part in parts:
@@ -146,8 +148,6 @@ def reward_scorer(metric: str, reward: torch.nn.Module) -> Scorer:
 
 def load_images(samples: list[Sample]) -> Tensor:
     """(B, 3, H, W) float in [0, 1] from PNG files (all of one size)."""
-    from PIL import Image
-
     arrays = [np.asarray(Image.open(s.path).convert("RGB")) for s in samples]
     if len({a.shape for a in arrays}) > 1:
         raise ConfigError("samples", "images of one size within a batch", [s.path.name for s in samples])
@@ -173,8 +173,6 @@ def score_rewards(samples: list[Sample], scorers: list[Scorer], batch_size: int 
 
 def score_geneval(root: str | Path, detector, colour_classifier=None, progress: bool = True) -> pd.DataFrame:
     """GenEval correctness per image (metric ``geneval``, tag = task), from ``geneval.score_folder``."""
-    from evaluators.geneval import score_folder
-
     df = score_folder(root, detector, colour_classifier, progress=progress)
     return pd.DataFrame({"prompt_id": df["prompt_index"], "prompt": df["prompt"], "image": df["image_index"],
                          "metric": "geneval", "tag": df["tag"], "value": df["correct"].astype(float)})
@@ -185,8 +183,6 @@ def score_geneval(root: str | Path, detector, colour_classifier=None, progress: 
 
 def existing_scores(out: str | Path) -> pd.DataFrame | None:
     """The scores already in ``out`` (None when it does not exist); ConfigError when it is unreadable."""
-    from evaluators.report import read_scores
-
     if Path(out).suffix != ".parquet" or Path(out).is_dir():
         raise ConfigError("--out", "a .parquet file path", str(out))
     if not Path(out).exists():
@@ -209,8 +205,6 @@ def done_metrics(existing: pd.DataFrame | None, labels: Mapping[str, str]) -> se
 def merge_scores(existing: pd.DataFrame | None, new: pd.DataFrame, labels: Mapping[str, str],
                  out: str | Path) -> pd.DataFrame:
     """Label ``new``, replace the same (run, prompt set, metric) rows of ``existing``, write atomically."""
-    from evaluators.report import write_scores
-
     new = new.assign(**{k: labels[k] for k in LABELS})
     if existing is not None:
         same = ((existing["run"] == labels["run"]) & (existing["prompt_set"] == labels["prompt_set"])

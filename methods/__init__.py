@@ -7,11 +7,11 @@ policy-gradient peer GRPO (DanceGRPO / MixGRPO / Flow-GRPO) in the same protocol
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
+from benchmark.core.configs import typed
 from benchmark.core.errors import ConfigError
-from methods.base import LossContext, Method, MethodStep
+from methods.base import LossContext, Method, MethodConfig, MethodStep
 from methods.draft_lv import DRaFTLV, DRaFTLVConfig
 from methods.drtune import DRTune, DRTuneConfig
 from methods.full_backprop import FullBackprop, FullBackpropConfig
@@ -29,23 +29,19 @@ METHODS: dict[str, tuple[type, type]] = {
 }
 
 
-def method_config(values: Mapping[str, Any]) -> Any:
-    """The validated config dataclass of ``values['name']`` from a mapping of its fields."""
+def method_config(values: Mapping[str, Any]) -> MethodConfig:
+    """The config dataclass of ``values['name']`` from a mapping of its fields: types checked (unknown fields
+    included), then ranges by its ``__post_init__``; ConfigError naming ``method.<field>`` otherwise."""
     name = values.get("name")
     if name not in METHODS:
         raise ConfigError("method.name", f"one of {', '.join(METHODS)}", name)
-    config_cls = METHODS[name][0]
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    for key in values:
-        if key not in known:
-            raise ConfigError(f"method.{key}", f"a field of {name} ({', '.join(sorted(known))})", key)
-    return config_cls(**values)
+    return typed(METHODS[name][0], values, "method")
 
 
-def build_method(cfg: Any) -> Method:
+def build_method(cfg: MethodConfig | Mapping[str, Any]) -> Method:
     if isinstance(cfg, Mapping):
         cfg = method_config(cfg)
     return METHODS[cfg.name][1](cfg)
 
 
-__all__ = ["METHODS", "LossContext", "Method", "MethodStep", "build_method", "method_config"]
+__all__ = ["METHODS", "LossContext", "Method", "MethodConfig", "MethodStep", "build_method", "method_config"]

@@ -11,7 +11,7 @@ Timesteps follow Algorithm 1: t = T is the noise, t = 1 the last sampling step, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 from torch import Tensor
@@ -19,25 +19,51 @@ from torch import Tensor
 from benchmark.core.engine import Trajectory, VelocityModel, leap
 from benchmark.core.errors import ConfigError
 
+Scores = tuple[Tensor, dict[str, tuple[Tensor, float]]]  # total [B], {part: (unweighted scores [B], weight)}
+
 
 @dataclass
 class LossContext:
     """What a method's loss may use besides the trajectory.
 
-    ``reward(x0)`` decodes a sample in the engine's layout and scores it, differentiably ([B] rewards);
-    ``model``/``cond`` allow extra velocity evaluations (DRaFT-LV's re-noising); ``generator`` draws
-    the noise of those extras when they are not pinned. ``reference`` is a frozen copy of the initial
-    model, present when the method sets ``needs_reference`` (GRPO's KL term). ``reward_parts()``, after a
-    ``reward`` call, gives each part of a weighted reward as (unweighted scores [B], weight), or None
-    for a single reward (MixGRPO's per-reward advantages).
+    ``score(x0)`` decodes a sample in the engine's layout and scores it, differentiably: the rewards [B] and,
+    for a weighted reward, each part as (unweighted scores [B], weight) (MixGRPO's per-reward advantages),
+    all from one reward call. ``reward(x0)`` is the rewards alone; give either one (a plain ``reward`` has no
+    parts). ``model``/``cond`` allow extra velocity evaluations (DRaFT-LV's re-noising); ``generator``
+    draws the noise of those extras when they are not pinned. ``reference`` is a frozen copy of the initial
+    model, present when the method sets ``needs_reference`` (GRPO's KL term).
     """
 
     model: VelocityModel
     cond: Any
-    reward: Callable[[Tensor], Tensor]
+    reward: Callable[[Tensor], Tensor] | None = None
     generator: torch.Generator | None = None
     reference: VelocityModel | None = None
-    reward_parts: Callable[[], dict[str, tuple[Tensor, float]] | None] = lambda: None
+    score: Callable[[Tensor], Scores] | None = None
+
+    def __post_init__(self):
+        if self.score is None:
+            self.score = lambda x0: (self.reward(x0), {})
+        if self.reward is None:
+            self.reward = lambda x0: self.score(x0)[0]
+
+
+class MethodConfig:
+    """What every method's config dataclass answers besides its fields (defaults here, overridden where needed).
+
+    ``validate(num_steps)``: the checks that need T (raise ConfigError naming the field);
+    ``check_reward(reward)``: the checks that need the run's reward section (a mapping);
+    ``group_size``: samples per prompt in a micro-batch (GRPO's groups; the config checks the micro-batch).
+    """
+
+    name: str
+    group_size: int = 1
+
+    def validate(self, num_steps: int) -> None:
+        pass
+
+    def check_reward(self, reward: Mapping[str, Any]) -> None:
+        pass
 
 
 class MethodStep(Protocol):
@@ -59,17 +85,25 @@ class MethodStep(Protocol):
 
 
 class Method(Protocol):
-    """A method; besides ``name`` and ``start`` it may set attributes the training loop reads:
+    """A method: ``name``, ``start`` and the optional capabilities the training loop reads, with their defaults.
 
-    ``group_size`` (default 1): each prompt of a micro-batch is repeated this many times, consecutively,
-    with different noise (GRPO's groups); ``needs_reference`` (default False): the loop hands the loss a
-    frozen copy of the initial model as ``LossContext.reference``; ``uses_iteration`` (default False):
-    ``start`` receives the optimiser step as ``iteration=`` (MixGRPO's sliding window).
+    ``group_size`` (1): each prompt of a micro-batch is repeated this many times, consecutively, with different
+    noise (GRPO's groups); ``needs_reference`` (False): the loop hands the loss a frozen copy of the initial
+    model as ``LossContext.reference``; ``uses_iteration`` (False): ``start`` receives the optimiser step as
+    ``iteration=`` (MixGRPO's sliding window); ``gradient_parts()`` ({}): variants of the method whose gradients
+    are parts of its own (LeapAlign: the single-step part of Eq. 18), logged as gradient norms.
+    Methods subclass this protocol to inherit the defaults.
     """
 
     name: str
+    group_size: int = 1
+    needs_reference: bool = False
+    uses_iteration: bool = False
 
     def start(self, T: int, generator: torch.Generator | None = None, **pinned: Any) -> MethodStep: ...
+
+    def gradient_parts(self) -> dict[str, Method]:
+        return {}
 
 
 class StepDefaults:

@@ -19,11 +19,11 @@ from torch import Tensor
 
 from benchmark.core.engine import Trajectory, leap
 from benchmark.core.errors import ConfigError
-from methods.base import LossContext, StepDefaults, reward_metrics
+from methods.base import LossContext, Method, MethodConfig, StepDefaults, reward_metrics
 
 
 @dataclass
-class DRaFTLVConfig:
+class DRaFTLVConfig(MethodConfig):
     name: Literal["draft_lv"] = "draft_lv"
     n: int = 2  # re-noising steps
 
@@ -61,7 +61,7 @@ class DRaFTLVStep(StepDefaults):
         return torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
 
 
-class DRaFTLV:
+class DRaFTLV(Method):
     name = "draft_lv"
 
     def __init__(self, cfg: DRaFTLVConfig):

@@ -23,11 +23,11 @@ from torch import Tensor
 
 from benchmark.core.engine import Trajectory
 from benchmark.core.errors import ConfigError
-from methods.base import LossContext, StepDefaults, check_steps, one_step_loss, randint
+from methods.base import LossContext, Method, MethodConfig, StepDefaults, check_steps, one_step_loss, randint
 
 
 @dataclass
-class DRTuneConfig:
+class DRTuneConfig(MethodConfig):
     name: Literal["drtune"] = "drtune"
     K: int = 2  # number of training timesteps
     m: int = 11  # early-stop range: t_min ~ randint(1, m)
@@ -63,7 +63,7 @@ class DRTuneStep(StepDefaults):
         return one_step_loss(traj, self.t_min, ctx, self.choices)
 
 
-class DRTune:
+class DRTune(Method):
     name = "drtune"
 
     def __init__(self, cfg: DRTuneConfig):

@@ -19,11 +19,11 @@ from torch import Tensor
 
 from benchmark.core.engine import Trajectory
 from benchmark.core.errors import ConfigError
-from methods.base import LossContext, StepDefaults, check_steps, reward_metrics
+from methods.base import LossContext, Method, MethodConfig, StepDefaults, check_steps, reward_metrics
 
 
 @dataclass
-class FullBackpropConfig:
+class FullBackpropConfig(MethodConfig):
     name: Literal["full_backprop"] = "full_backprop"
     last_k: int | None = None  # backpropagate through the last K steps; None = the whole trajectory
     checkpoint: bool = True
@@ -52,7 +52,7 @@ class FullBackpropStep(StepDefaults):
         return -r.mean(), {**reward_metrics(r), **self.choices}
 
 
-class FullBackprop:
+class FullBackprop(Method):
     name = "full_backprop"
 
     def __init__(self, cfg: FullBackpropConfig):

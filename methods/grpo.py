@@ -43,7 +43,7 @@ from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from benchmark.core.engine import Trajectory, gaussian_logprob, sde_step, step_kl
 from benchmark.core.errors import ConfigError
-from methods.base import LossContext, StepDefaults, reward_metrics
+from methods.base import LossContext, Method, MethodConfig, StepDefaults, reward_metrics
 
 EPS = 1e-8  # in the advantage denominator (DanceGRPO)
 ADVANTAGES = ("reward", "per_reward")
@@ -77,7 +77,7 @@ class WindowConfig:
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(MethodConfig):
     name: Literal["grpo"] = "grpo"
     group_size: int = 12  # G samples per prompt (DanceGRPO: 12)
     eta: float = 0.3  # SDE noise level (DanceGRPO 0.3, MixGRPO 0.7)
@@ -151,8 +151,9 @@ class GRPOStep(StepDefaults):
     def loss(self, traj: Trajectory, ctx: LossContext) -> tuple[Tensor, dict[str, Any]]:
         cfg = self.cfg
         with torch.no_grad():
-            r = ctx.reward(traj.x0).detach()
-        A = self.advantages if self.advantages is not None else self.advantage(r, ctx)
+            r, parts = ctx.score(traj.x0)
+        r = r.detach()
+        A = self.advantages if self.advantages is not None else self.advantage(r, parts)
         A = A.to(r.device, torch.float64).clamp(-cfg.adv_clip, cfg.adv_clip)
         D = traj.x0[0].numel()
         terms, ratios, kls = [], [], []
@@ -186,20 +187,20 @@ class GRPOStep(StepDefaults):
             metrics["kl"] = torch.stack(kls).mean().item()
         return loss, metrics
 
-    def advantage(self, r: Tensor, ctx: LossContext) -> Tensor:
+    def advantage(self, r: Tensor, parts: Mapping[str, tuple[Tensor, float]]) -> Tensor:
+        """Group-relative advantages of the rewards ``r``, or the weighted sum of each part's (per_reward)."""
         G = self.cfg.group_size
         if len(r) % G:
             raise ConfigError("schedule.micro_batch", f"a multiple of method.group_size ({G})", len(r))
         if self.cfg.advantage == "reward":
             return group_advantages(r, G)
-        parts = ctx.reward_parts()
         if not parts:
             raise ConfigError("method.advantage", "reward unless the reward is weighted (it has no parts)",
                               "per_reward")
         return sum(w * group_advantages(scores, G) for scores, w in parts.values())
 
 
-class GRPO:
+class GRPO(Method):
     name = "grpo"
     uses_iteration = True
 

@@ -32,14 +32,24 @@ from torch import Tensor
 
 from benchmark.core.engine import Trajectory, leap
 from benchmark.core.errors import ConfigError
-from methods.base import LossContext, StepDefaults, connect, discount, per_sample_l1, randint, reward_metrics
+from methods.base import (
+    LossContext,
+    Method,
+    MethodConfig,
+    StepDefaults,
+    connect,
+    discount,
+    per_sample_l1,
+    randint,
+    reward_metrics,
+)
 
 WEIGHTINGS = ("both", "dj", "d0", "none")
 REWARD_INPUTS = ("x0", "x0_hat")
 
 
 @dataclass
-class LeapAlignConfig:
+class LeapAlignConfig(MethodConfig):
     name: Literal["leapalign"] = "leapalign"
     alpha: float = 0.3  # gradient discounting (A5: 0.3 for HPSv2.1, 0.1 for PickScore and HPSv3)
     lam: float = 0.55  # hinge threshold lambda (A5: 0.55 HPSv2.1, 0.4 PickScore, 13.5 HPSv3)
@@ -150,7 +160,7 @@ class LeapAlignStep(StepDefaults):
         return w, distances
 
 
-class LeapAlign:
+class LeapAlign(Method):
     name = "leapalign"
 
     def __init__(self, cfg: LeapAlignConfig):

@@ -18,11 +18,11 @@ from torch import Tensor
 
 from benchmark.core.engine import Trajectory
 from benchmark.core.errors import ConfigError
-from methods.base import LossContext, StepDefaults, check_steps, one_step_loss, randint
+from methods.base import LossContext, Method, MethodConfig, StepDefaults, check_steps, one_step_loss, randint
 
 
 @dataclass
-class ReFLConfig:
+class ReFLConfig(MethodConfig):
     name: Literal["refl"] = "refl"
     m: int = 11  # early-stop range: t_min ~ randint(1, m)
 
@@ -49,7 +49,7 @@ class ReFLStep(StepDefaults):
         return one_step_loss(traj, self.t_min, ctx, self.choices)
 
 
-class ReFL:
+class ReFL(Method):
     name = "refl"
 
     def __init__(self, cfg: ReFLConfig):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evaluators.report import build_table, plot_ablation, plot_training_curves, read_scores, write_scores, write_tables
 from sweeps.spec import Spec
 from sweeps.stages import SCORES
 
@@ -23,9 +24,6 @@ def lookup(tree: dict, dotted: str):
 
 
 def collect(spec: Spec, root: Path | str, out: Path | str) -> list[Path]:
-    from evaluators.report import (build_table, plot_ablation, plot_training_curves, read_scores, write_scores,
-                                   write_tables)
-
     root, out = Path(root).resolve(), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scored = [r for r in spec.runs if (r.run_dir(root) / SCORES).is_file()]

@@ -17,16 +17,22 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import submitit
+from submitit.slurm.slurm import _make_sbatch_string
+
 from benchmark.core.errors import ConfigError
+from benchmark.training.config import check_run
 from sweeps.jobs import StageJob, is_done, resolve
 from sweeps.records import ACTIVE, JobRecord, job_states, read_records, write_records
 from sweeps.spec import RunSpec, Spec
+from sweeps.stages import training_config
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -143,9 +149,6 @@ def import_root(ref: str) -> str | None:
 
 def validate(spec: Spec, root: Path, cluster: str, options: dict[str, SlurmOptions]) -> None:
     """Every run's config, paths and stages, with the real checks and no model loaded; all errors at once."""
-    from benchmark.training.config import check_run
-    from sweeps.stages import training_config
-
     if spec.unresolved:
         raise ConfigError(f"paths.{spec.unresolved[0]}", "a value (set it in the environment or with --set)")
     problems = []
@@ -236,8 +239,6 @@ def launch(spec: Spec, cluster: str = "slurm", root: Path | str = "results/sweep
 
 
 def cancel(records: list[JobRecord]) -> None:
-    import subprocess
-
     ids = sorted({r.job_id for r in records if r.cluster == "slurm"})
     if ids:
         subprocess.run(["scancel", *ids], check=False, capture_output=True)
@@ -270,8 +271,6 @@ def submit_all(spec: Spec, todo: list[Planned], root: Path, cluster: str, option
             record.job_id = f"debug-{len(records)}"
             job()
         else:
-            import submitit
-
             executor = submitit.LocalExecutor(root / "logs" / item.run.key)
             executor.update_parameters(timeout_min=opts.time_min(), tasks_per_node=opts.tasks_per_node,
                                        gpus_per_node=int(opts.get("gpus_per_node")))
@@ -328,8 +327,6 @@ def executor_params(spec: Spec, stage: str, opts: SlurmOptions, dependency: str 
 def submit_batch(spec: Spec, batch: list[Planned], stage: str, opts: SlurmOptions, dependency: str | None,
                  root: Path, dry_run: bool, group: str) -> list[str]:
     """Submit one job (or one array) of ``stage`` for ``batch``; returns the job ids."""
-    import submitit
-
     params = executor_params(spec, stage, opts, dependency)
     if dry_run:
         return [f"<{group}>" + (f"_{i}" if len(batch) > 1 else "") for i in range(len(batch))]
@@ -345,8 +342,6 @@ def submit_batch(spec: Spec, batch: list[Planned], stage: str, opts: SlurmOption
 
 def sbatch_preview(record: JobRecord) -> str:
     """The sbatch header submitit would write for ``record`` (dry runs)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
     params = dict(record.parameters)
     text = _make_sbatch_string(command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit <folder>",
                                folder=Path(record.folder) / "%j", map_count=None, **params)

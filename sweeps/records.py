@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from submitit.slurm.slurm import SlurmInfoWatcher
+
 from benchmark.core.io import atomic_write_text
 
 RECORD_FILE = "jobs.json"
@@ -60,8 +62,6 @@ def job_states(records: list[JobRecord], cluster: str | None = None) -> dict[str
     slurm = [r.job_id for r in records if r.cluster == "slurm" and (cluster in (None, "slurm"))]
     states: dict[str, str] = {}
     if slurm:
-        from submitit.slurm.slurm import SlurmInfoWatcher
-
         watcher = SlurmInfoWatcher(delay_s=0)
         for job_id in slurm:
             watcher.register_job(job_id)

@@ -30,14 +30,17 @@ import itertools
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from benchmark.training.config import check_type, config_from_dict
+from benchmark.core.configs import typed
 from benchmark.core.errors import ConfigError
+from benchmark.training.config import config_from_dict
 
 STAGES = ("train", "sample", "score")
 DEFAULT_STAGES = {name: f"sweeps.stages:{name}" for name in STAGES}
@@ -207,15 +210,19 @@ def find_variables(tree: Any) -> set[str]:
     return set()
 
 
-def substitute(tree: Any, values: Mapping[str, str | None]) -> Any:
-    """``${NAME}`` -> its value in every string (names without a value stay as they are)."""
-    if isinstance(tree, str):
-        return VARIABLE.sub(lambda m: values.get(m.group(1)) or m.group(0), tree)
-    if isinstance(tree, Mapping):
-        return {k: substitute(v, values) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [substitute(v, values) for v in tree]
-    return tree
+def substitute(tree: Mapping[str, Any], values: Mapping[str, str | None]) -> dict:
+    """``${NAME}`` -> its value in every string (names without a value stay as they are).
+
+    OmegaConf's interpolation does the work: the variables sit at the root beside the tree, so ``${NAME}``
+    anywhere in it resolves to the root's NAME (an unset one to the escaped text ``${NAME}`` itself).
+    """
+    names = find_variables(tree) | set(values)
+    variables = {n: values[n] if values.get(n) is not None else f"\\${{{n}}}" for n in names}
+    try:
+        root = OmegaConf.create({**variables, " tree": dict(tree)})  # " tree": a key no variable can be named
+        return OmegaConf.to_container(root[" tree"], resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError("spec", f"${{NAME}} variables in strings ({str(err).splitlines()[0]})") from None
 
 
 def merge(base: Any, over: Any) -> Any:
@@ -304,9 +311,7 @@ def resolve_run(name: str, raw: dict, eval_raw: Mapping, values: Mapping, stages
 
 
 def typed_eval(section: Mapping[str, Any]) -> dict:
-    from dataclasses import asdict
-
-    return asdict(check_type(dict(section), EvalConfig, "eval"))
+    return asdict(typed(EvalConfig, section, "eval"))
 
 
 def spec_files(folder: Path | str | None = None) -> list[Path]:

@@ -19,6 +19,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
+
+from benchmark.core.backbones import BackboneConfig
+from benchmark.core.cache import EmbeddingCache
+from benchmark.core.checkpoint import latest_valid
+from benchmark.core.configs import typed
+from benchmark.core.distributed import env_from_environment
+from benchmark.core.errors import ConfigError
+from benchmark.training.config import RunConfig, check_run, config_from_dict
+from benchmark.training.trainer import train as run_train
+from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
+from evaluators.report import write_scores
+from evaluators.rewards import RewardConfig, build_reward, reward_config
+from evaluators.sample import generate, load_model, plan_sampling
+from evaluators.score import list_samples, reward_scorer, score_geneval, score_rewards
+
 SAMPLES, SCORES = "samples", "scores.parquet"
 
 
@@ -26,9 +43,7 @@ class StageInterrupted(RuntimeError):
     """The stage stopped early (SIGTERM / SIGUSR2) after saving its state; the next launch resumes it."""
 
 
-def training_config(run_config: dict, run_dir: Path) -> Any:
-    from benchmark.training.config import config_from_dict
-
+def training_config(run_config: dict, run_dir: Path) -> RunConfig:
     tree = {k: v for k, v in run_config.items() if k not in ("eval", "sweep")}
     return config_from_dict({**tree, "run_dir": str(run_dir)})
 
@@ -37,10 +52,6 @@ def training_config(run_config: dict, run_dir: Path) -> Any:
 
 
 def train(run_config: dict, run_dir: Path) -> None:
-    from benchmark.training.config import reward_config
-    from benchmark.training.trainer import train as run_train
-    from evaluators.rewards import build_reward
-
     cfg = training_config(run_config, run_dir)
     result = run_train(cfg, build_reward(reward_config(cfg.reward)), resume="auto")
     if result.status != "finished":
@@ -48,8 +59,6 @@ def train(run_config: dict, run_dir: Path) -> None:
 
 
 def check_train(run_config: dict, world_size: int) -> None:
-    from benchmark.training.config import check_run
-
     check_run(training_config(run_config, Path(run_config["run_dir"])), world_size, "auto", check_reward=True)
 
 
@@ -66,10 +75,6 @@ def sample_backbone(run_config: dict) -> dict:
 
 
 def sample(run_config: dict, run_dir: Path) -> None:
-    from benchmark.core.checkpoint import latest_valid
-    from benchmark.core.distributed import env_from_environment
-    from evaluators.sample import generate, load_model, plan_sampling
-
     ev, env = run_config["eval"], env_from_environment()
     trained = latest_valid(run_dir / "checkpoints") is not None
     size = {k: ev[k] for k in ("height", "width", "guidance") if ev.get(k) is not None}  # eval may differ
@@ -81,12 +86,7 @@ def sample(run_config: dict, run_dir: Path) -> None:
 
 
 def check_sample(run_config: dict, world_size: int) -> None:
-    from benchmark.core.backbones import BackboneConfig
-    from benchmark.core.cache import EmbeddingCache
-    from benchmark.training.config import check_type
-    from benchmark.core.errors import ConfigError
-
-    backbone = check_type(sample_backbone(run_config), BackboneConfig, "backbone")
+    backbone = typed(BackboneConfig, sample_backbone(run_config), "backbone")
     backbone.check_paths()
     cache = EmbeddingCache.open(run_config["eval"]["cache"], "eval.cache")
     if cache.backbone != backbone.name:
@@ -108,21 +108,12 @@ def labels(run_config: dict, folder: Path) -> dict:
 
 
 def score(run_config: dict, run_dir: Path) -> None:
-    from evaluators.rewards import RewardConfig, build_reward
-
     metrics = run_config["eval"]["metrics"]
     score_with(run_config, run_dir, {k: (lambda s=s: build_reward(RewardConfig(**s))) for k, s in metrics.items()})
 
 
 def score_with(run_config: dict, run_dir: Path, rewards: dict[str, Any]) -> None:
     """Score ``<run_dir>/samples`` with ``rewards`` (score key -> reward or its builder) and GenEval."""
-    import pandas as pd
-    import torch
-
-    from benchmark.core.distributed import env_from_environment
-    from evaluators.report.scores import write_scores
-    from evaluators.score import list_samples, reward_scorer, score_geneval, score_rewards
-
     env = env_from_environment()
     if not env.is_main:  # scoring is cheap next to sampling: rank 0 scores everything
         return
@@ -134,9 +125,6 @@ def score_with(run_config: dict, run_dir: Path, rewards: dict[str, Any]) -> None
         frames.append(score_rewards(samples, [reward_scorer(key, reward)], device=env.device))
         del reward
     if ev.get("geneval"):
-        from evaluators.geneval.colour import ClipColourClassifier
-        from evaluators.geneval.detectors import Mask2FormerDetector
-
         settings = ev["geneval"]
         frames.append(score_geneval(folder, Mask2FormerDetector(settings["detector"], env.device),
                                     ClipColourClassifier(settings["clip"], device=env.device), progress=False))
@@ -144,11 +132,6 @@ def score_with(run_config: dict, run_dir: Path, rewards: dict[str, Any]) -> None
 
 
 def check_score(run_config: dict, world_size: int) -> None:
-    from pathlib import Path as P
-
-    from benchmark.core.errors import ConfigError
-    from evaluators.rewards import RewardConfig
-
     ev = run_config["eval"]
     if not ev["metrics"] and not ev.get("geneval"):
         raise ConfigError("eval.metrics", "at least one metric (or eval.geneval) to score", ev["metrics"])
@@ -156,7 +139,7 @@ def check_score(run_config: dict, world_size: int) -> None:
         RewardConfig(**section).check_paths(f"eval.metrics.{key}")
     if ev.get("geneval"):
         for item in ("detector", "clip"):
-            if not P(str(ev["geneval"].get(item))).exists():
+            if not Path(str(ev["geneval"].get(item))).exists():
                 raise ConfigError(f"eval.geneval.{item}", "an existing path", ev["geneval"].get(item))
 
 

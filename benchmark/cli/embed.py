@@ -12,8 +12,14 @@ from __future__ import annotations
 import argparse
 
 import torch
+from tqdm import tqdm
 
+from benchmark.core.backbones import DTYPES
+from benchmark.core.backbones.base import require_diffusers_dir
+from benchmark.core.cache import ENCODERS, write_cache
 from benchmark.core.errors import ConfigError
+from benchmark.core.prompts import load_prompts
+from benchmark.training.config import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.core.backbones import DTYPES
-    from benchmark.core.backbones.base import require_diffusers_dir
-    from benchmark.core.cache import ENCODERS, write_cache
-    from benchmark.training.config import load_config
-    from benchmark.core.prompts import load_prompts
-
     cfg = load_config(args.config, args.overrides)
     name = cfg.backbone.name
     if name not in ENCODERS:
@@ -48,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     dtype = DTYPES[cfg.backbone.dtype]
     kwargs = {} if args.max_sequence_length is None else {"max_sequence_length": args.max_sequence_length}
     encode = ENCODERS[name](cfg.backbone.path, device=args.device, dtype=dtype, **kwargs)
-    from tqdm import tqdm
 
     with tqdm(total=len(prompts), desc="embed") as bar:
         index = write_cache(cfg.prompts.cache, prompts, encode, name, batch_size=args.batch_size,

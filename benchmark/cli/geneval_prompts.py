@@ -9,6 +9,11 @@ single object; the paper's mix is 7:5:3:1:1:0. The file is a prompt set for ``le
 from __future__ import annotations
 
 import argparse
+from collections import Counter
+from pathlib import Path
+
+from benchmark.core.errors import ConfigError
+from evaluators.geneval import generate_training_prompts, write_metadata
 
 ORDER = ("position", "counting", "color_attr", "colors", "two_object", "single_object")  # as the paper writes it
 
@@ -25,8 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_ratios(text: str) -> dict[str, float]:
-    from benchmark.core.errors import ConfigError
-
     parts = text.split(":")
     try:
         values = [float(p) for p in parts]
@@ -38,11 +41,6 @@ def parse_ratios(text: str) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collections import Counter
-    from pathlib import Path
-
-    from benchmark.core.errors import ConfigError
-    from evaluators.geneval import generate_training_prompts, write_metadata
 
     ratios = parse_ratios(args.ratios)
     if Path(args.out).suffix != ".jsonl":

@@ -15,7 +15,14 @@ import argparse
 import re
 from pathlib import Path
 
+import pandas as pd
+import yaml
+
 from benchmark.core.errors import ConfigError
+from evaluators import report
+from evaluators.report import GENEVAL_TASKS, paper_table, read_scores
+from evaluators.report.stats import estimate
+from evaluators.score import list_samples, sampling_labels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +70,6 @@ def labelled(paths: list[str], labels: list[str] | None, field: str = "--labels"
 
 
 def scores_frame(paths: list[str]):
-    from evaluators.report import read_scores
-
     try:
         return read_scores(paths)
     except (OSError, ValueError) as err:
@@ -72,8 +77,6 @@ def scores_frame(paths: list[str]):
 
 
 def config_value(run_dir: Path, key: str):
-    import yaml
-
     file = run_dir / "config.yaml"
     node = yaml.safe_load(file.read_text()) if file.is_file() else None
     for part in key.split("."):
@@ -85,10 +88,6 @@ def config_value(run_dir: Path, key: str):
 
 def ablation_frame(args: argparse.Namespace):
     """Long frame (ablation, value, metric, mean, ci_low, ci_high) of our runs, as ``plot_ablation`` reads."""
-    import pandas as pd
-
-    from evaluators.report import GENEVAL_TASKS
-    from evaluators.report.stats import estimate
 
     scores = scores_frame(args.scores)
     runs = set(scores["run"])
@@ -126,9 +125,6 @@ def ablation_frame(args: argparse.Namespace):
 
 
 def radar_frame(args: argparse.Namespace):
-    import pandas as pd
-
-    from evaluators.report import GENEVAL_TASKS, paper_table
 
     if not args.scores and not args.paper:
         raise ConfigError("radar", "scores files and/or --paper", None)
@@ -156,8 +152,6 @@ def radar_frame(args: argparse.Namespace):
 
 
 def grid_images(args: argparse.Namespace) -> tuple[list[list], list[str], list[str]]:
-    from evaluators.score import list_samples, sampling_labels
-
     if args.prompts < 1 or args.image < 0:
         raise ConfigError("--prompts/--image", "--prompts >= 1 and --image >= 0", (args.prompts, args.image))
     dirs = [Path(d) for d in args.samples]
@@ -172,9 +166,6 @@ def grid_images(args: argparse.Namespace) -> tuple[list[list], list[str], list[s
 
 def figure(args: argparse.Namespace) -> Path:
     """Check the inputs of ``args.kind`` and draw it."""
-    import pandas as pd
-
-    from evaluators import report
 
     if args.kind in ("curves", "gradnorm"):
         runs = labelled(args.runs, args.labels)

@@ -13,6 +13,12 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.core.distributed import env_from_environment
+from evaluators.sample import generate, load_model, plan_sampling
+
 BACKBONE_FLAGS = {"backbone": "name", "model_path": "path", "tiny": "tiny", "height": "height", "width": "width",
                   "guidance": "guidance", "dtype": "dtype"}
 
@@ -46,11 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm.auto import tqdm
-
-    from benchmark.core.distributed import env_from_environment
-    from evaluators.sample import generate, load_model, plan_sampling
 
     env = env_from_environment()
     rank = env.rank if args.rank is None else args.rank

@@ -13,8 +13,19 @@ skipped unless --overwrite. Every input is checked before any model is loaded.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+import open_clip
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.core.errors import ConfigError
+from evaluators import score as S
+from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
+from evaluators.rewards import build_reward
 from evaluators.rewards.unified_reward import DIMENSIONS
+from evaluators.score import is_geneval
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,10 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_geneval(args: argparse.Namespace, samples: list) -> None:
     """GenEval's inputs, checked without loading the detector or CLIP."""
-    from pathlib import Path
-
-    from benchmark.core.errors import ConfigError
-    from evaluators.score import is_geneval
 
     if not is_geneval(samples):
         raise ConfigError("--geneval-detector", "samples of GenEval metadata prompts (tag, include, prompt)",
@@ -56,8 +63,6 @@ def check_geneval(args: argparse.Namespace, samples: list) -> None:
     if needs_colour and not args.geneval_clip:
         raise ConfigError("--geneval-clip", "an open_clip checkpoint for the colour prompts", None)
     if args.geneval_clip:
-        import open_clip
-
         if not Path(args.geneval_clip).is_file():
             raise ConfigError("--geneval-clip", "an existing open_clip checkpoint file", args.geneval_clip)
         if args.geneval_clip_model not in open_clip.list_models():
@@ -65,12 +70,6 @@ def check_geneval(args: argparse.Namespace, samples: list) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-    import torch
-    from tqdm.auto import tqdm
-
-    from benchmark.core.errors import ConfigError
-    from evaluators import score as S
 
     samples = S.list_samples(args.samples)
     labels = {**S.sampling_labels(args.samples), **{k: getattr(args, k) for k in S.LABELS if getattr(args, k)}}
@@ -107,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
 
     scorers = [S.unified_reward(args.unified_reward, unified, args.ur_workers)] if unified else []
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from evaluators.rewards import build_reward
 
     scorers = [S.reward_scorer(m, build_reward(c, device)) for m, c in rewards.items()] + scorers
     frames = []
@@ -115,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
         with tqdm(total=len(samples), desc="score", disable=args.no_progress) as bar:
             frames.append(S.score_rewards(samples, scorers, args.batch_size, device, bar.update))
     if geneval:
-        from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
-
         detector = Mask2FormerDetector(args.geneval_detector, device)
         colour = (ClipColourClassifier(args.geneval_clip, args.geneval_clip_model, device)
                   if args.geneval_clip else None)

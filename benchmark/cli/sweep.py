@@ -12,7 +12,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from benchmark.core.errors import ConfigError
+from sweeps.collect import collect
+from sweeps.launcher import SlurmOptions, sbatch_preview
+from sweeps.launcher import launch as submit
+from sweeps.spec import load_spec
+from sweeps.status import sweep_status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,21 +58,15 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweeps.spec import load_spec
-
     spec = load_spec(args.spec, variables=parse_set(args.set), require_paths=args.action == "launch")
     root = Path(args.root or Path("results/sweeps") / spec.name)
     if args.action == "launch":
         return launch(args, spec, root)
     if args.action == "status":
-        import pandas as pd
-
-        from sweeps.status import sweep_status
 
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
             print(sweep_status(spec, root).to_string(index=False))
         return 0
-    from sweeps.collect import collect
 
     for path in collect(spec, root, Path(args.out) if args.out else root / "collected"):
         print(path)
@@ -73,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def launch(args: argparse.Namespace, spec, root: Path) -> int:
-    from sweeps.launcher import SlurmOptions, launch as submit, sbatch_preview
-
     slurm = SlurmOptions(partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
                          time=args.time, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                          cpus_per_task=args.cpus_per_task, mem_per_task_gb=args.mem_per_task_gb, extra=args.sbatch)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 
+from benchmark.core.errors import ConfigError
+from evaluators.report import LAYOUTS, build_table, read_scores, to_markdown, write_tables
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from evaluators.report import LAYOUTS
-
     parser.add_argument("scores", nargs="+", help="scores files (.parquet, .csv) or directories of .parquet")
     parser.add_argument("--layout", default="table2", choices=sorted(LAYOUTS))
     parser.add_argument("--out", required=True, help="output directory")
@@ -27,9 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.core.errors import ConfigError
-    from evaluators.report import build_table, read_scores, to_markdown, write_tables
-
     prompt_sets = {}
     for text in args.prompt_set:
         metric, sep, name = text.partition("=")

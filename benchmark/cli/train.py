@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmark.training.config import check_run, load_config, reward_config
+from benchmark.core.configs import to_yaml
+from benchmark.core.distributed import env_from_environment
+from benchmark.training.config import check_run, load_config
+from benchmark.training.trainer import NonFiniteStop, train
+from evaluators.rewards import build_reward, reward_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,19 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.core.distributed import env_from_environment
-
     cfg = load_config(args.config, args.overrides)
     check_run(cfg, env_from_environment().world_size, args.resume)
     if args.dry_run:
-        import yaml
-
-        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        print(to_yaml(cfg))
         return 0
-    from evaluators.rewards import build_reward
-
-    from benchmark.training.trainer import NonFiniteStop, train
-
     reward = build_reward(reward_config(cfg.reward))
     try:
         result = train(cfg, reward, resume=args.resume)

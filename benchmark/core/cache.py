@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
+from diffusers import FluxPipeline, StableDiffusion3Pipeline
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from benchmark.core.io import atomic_write_text, fsync_dir
+from benchmark.core.backbones.flux import FluxCond
+from benchmark.core.backbones.sd3 import SD3Cond
 from benchmark.core.errors import ConfigError
+from benchmark.core.io import atomic_write_text, fsync_dir
 from benchmark.core.prompts import load_prompts
 
 FIELDS = {
@@ -95,12 +98,8 @@ class EmbeddingCache:
         """The backbone's conditioning object for ``prompts`` (FluxCond, SD3Cond or a toy tensor)."""
         t = self.tensors(prompts, device)
         if self.backbone == "flux":
-            from benchmark.core.backbones.flux import FluxCond
-
             return FluxCond(t["prompt_embeds"], t["pooled_prompt_embeds"])
         if self.backbone == "sd3":
-            from benchmark.core.backbones.sd3 import SD3Cond
-
             neg = self._row(self.index["negative"])
             B = len(prompts)
             expand = lambda x: x.to(device).unsqueeze(0).expand(B, *x.shape).contiguous()  # noqa: E731
@@ -190,8 +189,6 @@ def write_cache(
 def flux_encoder(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.bfloat16,
                  max_sequence_length: int = 512) -> Encoder:
     """FluxPipeline.encode_prompt with CLIP-L (pooled) and T5-XXL loaded from a local diffusers directory."""
-    from diffusers import FluxPipeline
-
     pipe = FluxPipeline.from_pretrained(str(path), transformer=None, vae=None, dtype=dtype).to(device)
 
     @torch.no_grad()
@@ -205,8 +202,6 @@ def flux_encoder(path: str | Path, device: str = "cpu", dtype: torch.dtype = tor
 def sd3_encoder(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.bfloat16,
                 max_sequence_length: int = 256) -> Encoder:
     """StableDiffusion3Pipeline.encode_prompt with its CLIP-L, CLIP-G and T5 from a local diffusers directory."""
-    from diffusers import StableDiffusion3Pipeline
-
     pipe = StableDiffusion3Pipeline.from_pretrained(str(path), transformer=None, vae=None, dtype=dtype).to(device)
 
     @torch.no_grad()

@@ -26,9 +26,20 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
+from huggingface_hub import split_torch_state_dict_into_shards
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
+from benchmark.core.distributed import barrier, unwrap
 from benchmark.core.io import fsync_dir
 
 STEP_PREFIX = "step_"
@@ -71,16 +82,11 @@ def write_transformer(module: nn.Module, state: dict[str, Tensor], out: Path, ma
     Done by hand rather than ``save_pretrained`` because under FSDP2 the module holds shards; the full
     ``state`` is gathered on rank 0 and the config written with the real diffusers class name.
     """
-    from safetensors.torch import save_file
-
     out.mkdir(parents=True, exist_ok=True)
     name = diffusers_class_name(module)
     if name is None:  # the toy flow: plain weights
         save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"))
         return
-    import diffusers
-    from huggingface_hub import split_torch_state_dict_into_shards
-
     config = {k: v for k, v in dict(module.config).items() if not k.startswith("_")}
     config = {"_class_name": name, "_diffusers_version": diffusers.__version__, **config}
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -96,8 +102,6 @@ def write_transformer(module: nn.Module, state: dict[str, Tensor], out: Path, ma
 
 
 def read_transformer(out: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
     state: dict[str, Tensor] = {}
     for file in sorted(out.glob("*.safetensors")):
         state.update(load_file(str(file)))
@@ -109,8 +113,7 @@ LORA_PIPELINES = {"flux": "FluxPipeline", "sd3": "StableDiffusion3Pipeline"}
 
 def write_lora(transformer: nn.Module, out: Path, backbone: str) -> None:
     """Save the peft adapter as diffusers expects it (``<Pipeline>.save_lora_weights``), with its rank/alpha."""
-    import diffusers
-    from peft.utils import get_peft_model_state_dict
+    from peft.utils import get_peft_model_state_dict  # heavy (peft pulls in accelerate); LoRA runs only
 
     state = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(transformer).items()}
     metadata = transformer.peft_config["default"].to_dict()
@@ -121,8 +124,7 @@ def write_lora(transformer: nn.Module, out: Path, backbone: str) -> None:
 
 def read_lora(transformer: nn.Module, out: Path) -> None:
     """Load a saved adapter back into the (already adapted) transformer, exactly."""
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from peft.utils import set_peft_model_state_dict  # heavy (peft pulls in accelerate); LoRA runs only
 
     state = load_file(str(out / "pytorch_lora_weights.safetensors"))
     state = {k.removeprefix("transformer."): v for k, v in state.items()}
@@ -219,12 +221,6 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
 def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any,
                     trainer_state: dict[str, Any], *, lora: bool, backbone: str, is_main: bool, keep: int) -> Path:
     """Gather (collectives on every rank) and write (rank 0) one checkpoint; returns its directory."""
-    from safetensors.torch import save_file
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict)
-
-    from benchmark.core.distributed import barrier, unwrap
-
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = None if lora else get_model_state_dict(model, options=full)
     optim_state = get_optimizer_state_dict(model, optimizer, options=full)
@@ -248,12 +244,6 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
 def load_checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any, *, lora: bool,
                     is_main: bool, world_size: int) -> dict[str, Any]:
     """Restore model, optimiser and EMA from ``ckpt`` (every rank calls this); returns the trainer state."""
-    from safetensors.torch import load_file
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                         set_optimizer_state_dict)
-
-    from benchmark.core.distributed import unwrap
-
     # under FSDP2 rank 0 reads the full state and broadcasts it, instead of every rank holding a copy
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=world_size > 1)
     reads = is_main or world_size == 1
@@ -273,8 +263,6 @@ def apply_ema(transformer: nn.Module, ckpt: Path) -> None:
     The shadow is keyed by the trained parameters' names (full fine-tuning: all; LoRA: the adapter's, so
     the adapter must be added first). Every key must land on a parameter.
     """
-    from safetensors.torch import load_file
-
     ema = load_file(str(Path(ckpt) / "ema.safetensors"))
     result = transformer.load_state_dict(ema, strict=False)
     if result.unexpected_keys:

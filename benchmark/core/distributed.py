@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import distribute_tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from benchmark.core.backbones import DTYPES
-from benchmark.training.config import DistributedConfig
-
+from benchmark.core.dtypes import DTYPES
 
 
 @dataclass
@@ -67,18 +67,22 @@ def env_from_environment(environ: dict | None = None) -> DistEnv:
     return DistEnv()
 
 
-def setup(cfg: DistributedConfig) -> tuple[DistEnv, bool]:
-    """Start the process group if this is a multi-process run; returns (env, whether we started it)."""
+def setup(backend: str = "auto", timeout_s: int = 1800) -> tuple[DistEnv, bool]:
+    """Start the process group if this is a multi-process run; returns (env, whether we started it).
+
+    ``backend``: nccl, gloo, or auto (nccl on GPU, gloo on CPU).
+    """
     env = env_from_environment()
     if env.world_size == 1 or dist.is_initialized():
         return env, False
     os.environ.setdefault("MASTER_ADDR", env.master_addr)
     os.environ.setdefault("MASTER_PORT", str(env.master_port))
-    backend = cfg.backend if cfg.backend != "auto" else ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(env.local_rank)
     dist.init_process_group(backend, rank=env.rank, world_size=env.world_size,
-                            timeout=datetime.timedelta(seconds=cfg.timeout_s))
+                            timeout=datetime.timedelta(seconds=timeout_s))
     return env, True
 
 
@@ -87,12 +91,13 @@ def teardown(started: bool) -> None:
         dist.destroy_process_group()
 
 
-def strategy(cfg: DistributedConfig, lora: bool, world_size: int) -> str:
+def strategy(choice: str, lora: bool, world_size: int) -> str:
+    """What wraps the trained module: "none" in one process, else ``choice`` (auto: DDP for LoRA, FSDP2 else)."""
     if world_size == 1:
         return "none"
-    if cfg.strategy == "auto":
+    if choice == "auto":
         return "ddp" if lora else "fsdp"
-    return cfg.strategy
+    return choice
 
 
 class DDP(DistributedDataParallel):
@@ -111,16 +116,16 @@ def block_lists(model: nn.Module) -> list[nn.ModuleList]:
     return [m for name, m in model.named_children() if isinstance(m, nn.ModuleList) and name.endswith("blocks")]
 
 
-def parallelize(model: nn.Module, how: str, cfg: DistributedConfig, env: DistEnv) -> nn.Module:
-    """Wrap the trained module for ``how`` ("none", "ddp" or "fsdp"); FSDP2 shards in place."""
+def parallelize(model: nn.Module, how: str, env: DistEnv, param_dtype: str = "bfloat16",
+                reduce_dtype: str = "float32") -> nn.Module:
+    """Wrap the trained module for ``how`` ("none", "ddp" or "fsdp"); FSDP2 shards in place, gathering parameters
+    in ``param_dtype`` and reducing gradients in ``reduce_dtype`` (``MixedPrecisionPolicy``)."""
     if how == "none":
         return model
     if how == "ddp":
         device_ids = [env.local_rank] if env.device.type == "cuda" else None
         return DDP(model, device_ids=device_ids)
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-    mp = MixedPrecisionPolicy(param_dtype=DTYPES[cfg.fsdp_param_dtype], reduce_dtype=DTYPES[cfg.fsdp_reduce_dtype])
+    mp = MixedPrecisionPolicy(param_dtype=DTYPES[param_dtype], reduce_dtype=DTYPES[reduce_dtype])
     for blocks in block_lists(model):
         for block in blocks:
             fully_shard(block, mp_policy=mp)
@@ -175,3 +180,10 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def shard_like(full: Tensor, like: Tensor) -> Tensor:
+    """``full`` placed as ``like`` is: this rank's shard when ``like`` is an FSDP2 DTensor, else on its device."""
+    if hasattr(like, "device_mesh"):
+        return distribute_tensor(full.to(like.to_local().device), like.device_mesh, like.placements)
+    return full.to(like.device)

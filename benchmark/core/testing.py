@@ -1,21 +1,26 @@
-"""Tiny fixtures for tests and CPU demos: a frozen conv reward, a random embedding cache, a tiny run config,
-and a tiny FluxPipeline with real (tiny) CLIP-L and T5 text encoders and local tokenizers. Nothing downloads.
+"""Tiny fixtures for tests and CPU demos: prompts, a random embedding cache, CLIP's tokenizer built offline and a
+tiny FluxPipeline with real (tiny) CLIP-L and T5 text encoders and local tokenizers. Nothing downloads.
+(Run-level fixtures, a tiny run config and frozen rewards for training, are in ``benchmark.training.testing``.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
-from torch import Tensor, nn
+from diffusers import FluxPipeline
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from torch import Tensor
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 
-from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM
+from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
 from benchmark.core.cache import write_cache
-from benchmark.training.config import RunConfig, apply_override, config_from_dict
 
 PROMPTS = [f"a photo of {n} {c} {o}" for n, c, o in zip(
     ["a", "two", "three", "a", "four", "a", "two", "a"],
@@ -34,52 +39,6 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(before)
-
-
-class TinyReward(nn.Module):
-    """A frozen random conv net scoring images in [0, 1]: smooth, differentiable, prompt-independent."""
-
-    name = "tiny_conv"
-    differentiable = True
-
-    def __init__(self, seed: int = 0, channels: int = 8):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.net = nn.Sequential(
-            nn.Conv2d(3, channels, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 1),
-        )
-        for p in self.net.parameters():
-            p.data = torch.randn(p.shape, generator=g) * 0.5
-        self.requires_grad_(False).eval()
-
-    def forward(self, images: Tensor, prompts: Sequence[str]) -> Tensor:
-        assert images.ndim == 4 and images.shape[1] == 3 and len(prompts) == len(images)
-        return self.net(images.float()).squeeze(1)
-
-
-class FaultyReward(nn.Module):
-    """Wraps a reward and returns NaN during the steps in ``nan_steps`` ("all" for every step).
-
-    The loop calls ``on_step`` after each step; pass ``faulty.on_step`` to ``train`` to keep ``step`` current.
-    """
-
-    name = "faulty"
-    differentiable = True
-
-    def __init__(self, reward: nn.Module, nan_steps: set[int] | str):
-        super().__init__()
-        self.reward, self.nan_steps, self.step = reward, nan_steps, 1
-
-    def on_step(self, step: int, metrics: dict) -> None:
-        self.step = step + 1
-
-    def forward(self, images: Tensor, prompts: Sequence[str]) -> Tensor:
-        r = self.reward(images, prompts)
-        if self.nan_steps == "all" or self.step in self.nan_steps:
-            return r * float("nan")
-        return r
 
 
 def fake_encoder(backbone: str, seq_len: int = 8):
@@ -104,64 +63,33 @@ def tiny_cache(root: str | Path, backbone: str = "flux", prompts: Sequence[str] 
     return Path(root)
 
 
-# method settings that fit 4 sampling steps; LeapAlign's hinge threshold above any tiny reward (always active)
-TINY_METHODS = {"refl": {"m": 3}, "drtune": {"m": 3, "K": 2}, "draft_lv": {"n": 1}, "leapalign": {"lam": 100.0},
-                "full_backprop": {}}
-
-
-def tiny_tree(tmp: str | Path, backbone: str = "flux", method: str = "leapalign", cache: bool = True) -> dict:
-    """A nested config mapping for a tiny CPU run (float32, 32 x 32, 4 sampling steps, 4 iterations)."""
-    tmp = Path(tmp)
-    cache_dir = tmp / f"cache-{backbone}"
-    if cache and not (cache_dir / "index.json").exists():
-        tiny_cache(cache_dir, backbone)
-    return {
-        "run_dir": str(tmp / "run"),
-        "seed": 0,
-        "backbone": {"name": backbone, "tiny": True, "height": 32, "width": 32, "dtype": "float32"},
-        "method": {"name": method, **TINY_METHODS.get(method, {})},
-        "reward": {"name": "tiny_conv"},
-        "prompts": {"cache": str(cache_dir)},
-        "optim": {"lr": 1e-3, "weight_decay": 1e-4, "grad_clip": 1.0, "ema_decay": 0.9},
-        "schedule": {"num_steps": 4, "iterations": 4, "global_batch": 4, "micro_batch": 2},
-        "train": {"gradient_checkpointing": True, "autocast": False},
-        "checkpoint": {"every": 2, "keep": 2},
-        "logging": {"progress": False, "tensorboard": False, "grad_parts_every": 1},
-    }
-
-
-def tiny_config(tmp: str | Path, backbone: str = "flux", method: str = "leapalign", overrides: Sequence[str] = (),
-                **kwargs: Any) -> RunConfig:
-    tree = tiny_tree(tmp, backbone, method, **kwargs)
-    for text in overrides:
-        apply_override(tree, text)
-    return config_from_dict(tree)
-
-
 # -- a tiny FluxPipeline with real text encoders ----------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """HF CLIP vocab and merges derived from open_clip's BPE file (the ids match open_clip's tokenizer)."""
+    import open_clip.tokenizer as oct  # heavy (about 3 s); only tests that build tiny text encoders need it
+
+    lines = gzip.open(oct.default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    merges = [tuple(line.split()) for line in lines]
+    alphabet = list(oct.bytes_to_unicode().values())
+    tokens = alphabet + [t + "</w>" for t in alphabet] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
 def clip_tokenizer_files(out: Path) -> tuple[Path, Path]:
-    """HF CLIP vocab.json / merges.txt derived from open_clip's BPE file (the ids match open_clip's)."""
-    import gzip
-
-    import open_clip.tokenizer as oct
-
-    merges = gzip.open(oct.default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    merges = [tuple(m.split()) for m in merges]
-    vocab = list(oct.bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    """HF CLIP vocab.json / merges.txt of ``clip_bpe`` written to ``out``."""
+    vocab, merges = clip_bpe()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
+    (out / "vocab.json").write_text(json.dumps(vocab))
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
     return out / "vocab.json", out / "merges.txt"
 
 
 def tiny_t5_tokenizer(corpus: Sequence[str] = PROMPTS):
     """A tiny Unigram tokenizer trained on ``corpus`` and wrapped as T5TokenizerFast (pad 0, eos 1, unk 2)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import T5TokenizerFast
-
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
@@ -174,11 +102,6 @@ def tiny_t5_tokenizer(corpus: Sequence[str] = PROMPTS):
 
 def tiny_flux_pipeline(tmp: str | Path, seed: int = 0):
     """A FluxPipeline of tiny random parts (transformer, VAE, CLIP-L, T5) that runs offline."""
-    from diffusers import FluxPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel
-
-    from benchmark.core.backbones.tiny import tiny_flux
-
     tmp = Path(tmp)
     vocab, merges = clip_tokenizer_files(tmp / "clip-tokenizer")
     clip_tok = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)

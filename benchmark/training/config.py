@@ -3,27 +3,28 @@
     cfg = load_config("run.yaml", ["method.alpha=0.1", "schedule.iterations=10"])
     check_run(cfg, world_size=2)          # cross-checks and paths, before any model is loaded
 
-Every bad value raises ``ConfigError`` naming its dotted field. The method section becomes the method's
-own config dataclass (``methods.method_config``), the backbone section a ``BackboneConfig``; the reward
-section stays a mapping handed to ``evaluators.rewards.RewardConfig``. The defaults are the paper's
+Every bad value raises ``ConfigError`` naming its dotted field. OmegaConf (``benchmark.core.configs``) merges
+the layers and checks every field's type; each section's ``__post_init__`` checks its ranges. The method
+section becomes the method's own config dataclass (``methods.method_config``), the backbone section a
+``BackboneConfig``; the reward section stays a mapping, checked as ``evaluators.rewards.RewardConfig`` by
+``check_run`` (its paths included). The defaults are the paper's
 FLUX.1-dev recipe (supplement A5): AdamW lr 1e-5, weight decay 1e-4, global batch 64, EMA 0.995,
 clipping 1.0, 300 iterations, 25 steps at 720 x 720, guidance 3.5.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-import yaml
-
 from benchmark.core.backbones import DTYPES, BackboneConfig
+from benchmark.core.cache import EmbeddingCache
+from benchmark.core.configs import merge, parse_overrides, plain, read_yaml, to_yaml, typed
 from benchmark.core.errors import ConfigError
+from benchmark.core.io import atomic_write_text
+from evaluators.rewards import reward_config
+from methods import method_config
 
 DTYPE_NAMES = tuple(DTYPES)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -161,8 +162,6 @@ class RunConfig:
 
     def __post_init__(self):
         if self.method is None:
-            from methods import method_config
-
             self.method = method_config({"name": "leapalign"})
         if not str(self.run_dir):
             raise ConfigError("run_dir", "a directory path", self.run_dir)
@@ -179,7 +178,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """The resolved config as plain data (what config.yaml holds)."""
-        return _plain(self)
+        return plain(self)
 
 
 def positive(field_name: str, value: float) -> None:
@@ -192,162 +191,27 @@ def positive(field_name: str, value: float) -> None:
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read ``path`` (YAML) over the defaults, apply ``key.sub=value`` overrides, and build the typed config."""
-    tree: dict = {}
-    if path is not None:
-        tree = read_yaml(path)
-    for text in overrides:
-        apply_override(tree, text)
-    return config_from_dict(tree)
-
-
-def read_yaml(path: str | Path) -> dict:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError("--config", "an existing YAML file", str(path))
-    try:
-        tree = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError("--config", f"valid YAML ({str(err).splitlines()[0]})", str(path)) from None
-    if tree is None:
-        return {}
-    if not isinstance(tree, dict):
-        raise ConfigError("--config", "a YAML mapping of sections", type(tree).__name__)
-    return tree
-
-
-def apply_override(tree: dict, text: str) -> None:
-    """``a.b=value``: the value is parsed as YAML (numbers, booleans, null, lists), the key path is created."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError("override", "key.path=value", text)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    *parents, leaf = key.split(".")
-    node = tree
-    for i, part in enumerate(parents):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(".".join(parents[: i + 1]), "a section (mapping)", child)
-        node = child
-    node[leaf] = value
+    layers = [read_yaml(path)] if path is not None else []
+    return config_from_dict(merge(*layers, parse_overrides(overrides)))
 
 
 def config_from_dict(tree: Mapping[str, Any]) -> RunConfig:
-    """Build the typed ``RunConfig`` from a nested mapping, checking keys and types field by field."""
+    """Build the typed ``RunConfig`` from a nested mapping: every field's type by OmegaConf, every range by the
+    sections' ``__post_init__``, the method section by its own config dataclass (``methods.method_config``)."""
     if not isinstance(tree, Mapping):
         raise ConfigError("config", "a mapping of sections", tree)
     tree = dict(tree)
     method = tree.pop("method", None) or {}
     if not isinstance(method, Mapping):
         raise ConfigError("method", "a section (mapping) with name: ...", method)
-    kwargs = build_fields(RunConfig, tree, "")
-    kwargs["method"] = build_method_config(dict(method))
-    return RunConfig(**kwargs)
-
-
-def build_method_config(section: dict) -> Any:
-    from methods import METHODS, method_config
-
-    section.setdefault("name", "leapalign")
-    if section["name"] in METHODS:  # type-check the fields the method's dataclass declares, then let it validate
-        config_cls = METHODS[section["name"]][0]
-        hints = typing.get_type_hints(config_cls)
-        for key, value in list(section.items()):
-            if key in hints and key != "name":
-                section[key] = check_type(value, hints[key], f"method.{key}")
-    return method_config(section)
-
-
-def build_fields(cls: type, values: Mapping[str, Any], prefix: str) -> dict:
-    """Checked constructor kwargs of dataclass ``cls`` from ``values`` (unknown keys and wrong types raise)."""
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
-    out = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if key not in known:
-            raise ConfigError(name, f"a known field ({', '.join(k for k in known if k != 'method')})", key)
-        out[key] = check_type(value, hints[key], name)
-    return out
-
-
-def check_type(value: Any, hint: Any, name: str) -> Any:
-    """``value`` converted to ``hint`` (dataclass sections recursively), or ConfigError naming ``name``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(name, "a section (mapping)", value)
-        return hint(**build_fields(hint, value, f"{name}."))
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return check_type(value, arg, name)
-            except ConfigError as err:
-                errors.append(err)
-        raise errors[0]
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(name, f"one of {', '.join(map(str, args))}", value)
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(name, "true or false", value)
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(name, "an integer", value)
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(name, "a number", value) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(name, "a number", value)
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(name, "a string", value)
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(name, "a list", value)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(name, f"a list of {len(args)} values", value)
-            return tuple(check_type(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        return origin(check_type(v, item, f"{name}[{i}]") for i, v in enumerate(value))
-    if hint is dict or origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(name, "a section (mapping)", value)
-        return dict(value)
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if not f.name.startswith("_")}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+    cfg = typed(RunConfig, tree)
+    cfg.method = method_config({"name": "leapalign", **method})
+    return cfg
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (``load_config(path)`` rebuilds the same config)."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(path, to_yaml(cfg))
 
 
 # -- cross-checks that need the world size or the filesystem ---------------------------------------
@@ -356,10 +220,9 @@ def dump_config(cfg: RunConfig, path: str | Path) -> None:
 def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, check_reward: bool = True) -> None:
     """Everything that must hold before a model is loaded or the run directory is created."""
     cfg.method.validate(cfg.schedule.num_steps)
+    cfg.method.check_reward(cfg.reward)  # e.g. GRPO's per-reward advantages need a weighted reward
     s = cfg.schedule
-    if hasattr(cfg.method, "check_reward"):  # a method that needs something of the reward (GRPO's per-reward advantages)
-        cfg.method.check_reward(cfg.reward)
-    group = getattr(cfg.method, "group_size", 1)  # GRPO's samples per prompt: groups stay inside a micro-batch
+    group = cfg.method.group_size  # GRPO's samples per prompt: groups stay inside a micro-batch
     if s.micro_batch % group:
         raise ConfigError("schedule.micro_batch", f"a multiple of method.group_size ({group})", s.micro_batch)
     if s.global_batch % (world_size * s.micro_batch):
@@ -384,8 +247,6 @@ def check_cache(cfg: RunConfig) -> None:
         if cfg.backbone.toy.cond_dim:
             raise ConfigError("prompts.cache", "an embedding cache for a conditioned toy backbone", None)
         return  # the unconditioned toy flow needs no prompts
-    from benchmark.core.cache import EmbeddingCache
-
     cache = EmbeddingCache.open(cfg.prompts.cache)
     if cache.backbone != cfg.backbone.name:
         raise ConfigError("prompts.cache", f"a cache encoded for backbone {cfg.backbone.name}", cache.backbone)
@@ -401,26 +262,3 @@ def check_run_dir(cfg: RunConfig, resume: str | None) -> None:
         raise ConfigError("run_dir", "a new directory, or --resume auto to continue this run", str(root))
     if resume not in (None, "none", "auto") and not Path(resume).is_dir():
         raise ConfigError("--resume", "auto, none or a checkpoint directory", resume)
-
-
-def reward_config(section: Mapping[str, Any]) -> Any:
-    """The reward section as ``evaluators.rewards.RewardConfig`` (validated there, before loading)."""
-    from evaluators.rewards import RewardConfig
-
-    values = dict(section)
-    known = {f.name for f in dataclasses.fields(RewardConfig)}
-    for key in values:
-        if key not in known:
-            raise ConfigError(f"reward.{key}", f"a field of the reward section ({', '.join(sorted(known))})", key)
-    cfg = RewardConfig(**values)
-    cfg.check_paths()
-    return cfg
-
-
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The config a run was started with (its config.yaml)."""
-    return load_config(Path(run_dir) / "config.yaml")
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(_plain(value))

@@ -6,14 +6,10 @@ methods with a gradient decomposition ``grad_norm_<part>`` (LeapAlign: ``grad_no
 ``grad_norm_nested``), ``lr, step_time, peak_mem`` (bytes) and ``skipped``. Plots read this file and
 config.yaml from the run directory; keep those names.
 
-The gradient decomposition hook
--------------------------------
-``gradient_parts(method) -> {part: method'}`` names methods whose gradient (same choices, same
-trajectory) is one part of the full gradient; the remainder is reported as the complementary part. A
-method may define ``gradient_parts()`` itself. Without it, a method whose config has an ``alpha`` field
-(LeapAlign's gradient discounting, supplement Eq. 17-18) is decomposed by recomputing with alpha = 0:
-Eq. 18's nested term is the only one alpha scales, so the alpha = 0 gradient is the single-step part and
-full - single the nested part. The values of x and the similarity weight do not depend on alpha.
+Gradient parts: a method's ``gradient_parts()`` (``methods.base.Method``) names variants whose gradient (same
+choices, same trajectory) is one part of its full gradient; the loop logs each part's norm and the norm of
+the remainder under the complementary name (LeapAlign: the alpha = 0 gradient is Eq. 18's single-step part,
+the rest its nested part).
 """
 
 from __future__ import annotations
@@ -25,16 +21,35 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
+
+from benchmark.core import distributed
 
 SUMMARY_KEYS = ("loss", "reward_mean", "grad_norm", "step_time")
+COMPLEMENT = {"single": "nested"}  # the name of the remainder of a gradient part
 
 
-def gradient_parts(method: Any) -> dict[str, Any]:
-    """Method variants whose gradients are parts of ``method``'s (see the module docstring)."""
-    return method.gradient_parts() if hasattr(method, "gradient_parts") else {}
+def complement(part: str) -> str:
+    return COMPLEMENT.get(part, f"rest_{part}")
 
 
-COMPLEMENT = {"single": "nested"}
+def merge_metrics(rows: list[dict]) -> dict:
+    """Micro-batch metrics -> step metrics: floats averaged over micro-batches and ranks, choices kept.
+
+    reward_std is the standard deviation of the whole global batch (from per-micro-batch moments).
+    """
+    first = rows[0]
+    floats = [k for k, v in first.items() if isinstance(v, float)]
+    table = torch.tensor([[float(r[k]) for k in floats] for r in rows], dtype=torch.float64)
+    if "reward_mean" in first and "reward_std" in first:
+        second = torch.tensor([[r["reward_std"] ** 2 + r["reward_mean"] ** 2] for r in rows], dtype=torch.float64)
+        table = torch.cat([table, second], dim=1)
+    means = distributed.all_mean(table.mean(0)).tolist()
+    out = {k: v for k, v in first.items() if k not in floats}
+    out.update(zip(floats, means))
+    if "reward_mean" in first and "reward_std" in first:
+        out["reward_std"] = math.sqrt(max(means[-1] - out["reward_mean"] ** 2, 0.0))
+    return out
 
 
 def peak_memory(device: torch.device) -> int:
@@ -57,15 +72,13 @@ class Telemetry:
         self._truncate_after(start)  # a resumed run rewrites the steps after its checkpoint
         self.file = open(self.path, "a")
         if progress:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # tensorboard is an optional extra
 
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is an optional extra
+            except ImportError:
                 self.tb = None
 
     def _truncate_after(self, step: int) -> None:

@@ -1,6 +1,6 @@
 """GenEval (Ghosh et al. 2023, djghosh13/geneval): prompt generation, metadata, scoring rules, detectors.
 
-Model-backed parts (detectors, colour classifier) import torch models lazily; the rules are pure functions.
+The rules are pure functions; the detectors and the colour classifier wrap transformers and open_clip models.
 """
 
 from evaluators.geneval.colour import ClipColourClassifier, paste_crop

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import torch
 from PIL import Image
 
@@ -60,8 +61,6 @@ class ClipColourClassifier:
         quick_gelu: bool = True,
         batch_size: int = 16,
     ):
-        import open_clip
-
         path = Path(checkpoint)
         if not path.is_file():
             raise ConfigError("geneval.clip_checkpoint", f"an existing open_clip {model_name} checkpoint file", str(path))
@@ -80,8 +79,6 @@ class ClipColourClassifier:
     def text_classifier(self, classname: str) -> torch.Tensor:
         """(embed_dim, 10) zero-shot weights for one class name, cached."""
         if classname not in self._classifiers:
-            import open_clip
-
             self._classifiers[classname] = open_clip.build_zero_shot_classifier(
                 self.model, self.tokenizer, list(COLORS), colour_templates(classname),
                 num_classes_per_batch=None, device=self.device,

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from PIL import Image
+from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
 
 from benchmark.core.errors import ConfigError
 from evaluators.geneval.rules import Detection
@@ -78,8 +79,6 @@ class Mask2FormerDetector:
     """transformers Mask2Former instance segmentation loaded from a local folder (config, weights, processor)."""
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu"):
-        from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
-
         path = _check_dir(path, "geneval.detector_path", "a local Mask2Former folder (save_pretrained output)")
         self.device = torch.device(device)
         self.model = Mask2FormerForUniversalSegmentation.from_pretrained(path).to(self.device).eval()
@@ -114,7 +113,7 @@ MMDET_CONFIGS = (
 
 def find_mmdet_config() -> Path:
     """GenEval's default config, from the configs shipped with the installed mmdet."""
-    import mmdet
+    import mmdet  # optional dependency (GenEval's own detector), imported only when asked for
 
     root = Path(mmdet.__file__).resolve().parent
     for base in (root / ".mim" / "configs", root.parent / "configs"):
@@ -153,7 +152,7 @@ class MMDetDetector:
 
     def __init__(self, checkpoint: str | os.PathLike, config: str | os.PathLike | None = None, device: str = "cpu"):
         try:
-            from mmdet.apis import inference_detector, init_detector
+            from mmdet.apis import inference_detector, init_detector  # optional dependency, see find_mmdet_config
         except ImportError as e:
             raise ImportError(
                 "The mmdet GenEval detector needs mmdet and mmcv with compiled ops (not installed by default; "

@@ -16,8 +16,8 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from benchmark.core.errors import ConfigError
-from evaluators.geneval.detectors import Detector
 from benchmark.core.io import atomic_write_text
+from evaluators.geneval.detectors import Detector
 from evaluators.geneval.metadata import check_row, load_prompt_metadata
 from evaluators.geneval.rules import RuleConfig, evaluate, select_detections
 from evaluators.geneval.vocab import TAGS

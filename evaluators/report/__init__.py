@@ -8,8 +8,7 @@
 
 from evaluators.report.grids import plot_sample_grid
 from evaluators.report.paper import paper_ablation, paper_reference, paper_table, paper_tables
-from evaluators.report.plots import (plot_ablation, plot_geneval_radar, plot_grad_norms, plot_training_curves,
-                                     read_run)
+from evaluators.report.plots import plot_ablation, plot_geneval_radar, plot_grad_norms, plot_training_curves, read_run
 from evaluators.report.scores import GENEVAL_TASKS, read_scores, validate_scores, write_scores
 from evaluators.report.tables import LAYOUTS, Column, Table, build_table
 from evaluators.report.writers import to_csv, to_latex, to_markdown, write_table, write_tables

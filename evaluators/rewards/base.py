@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.dtypes import DTYPES
 from benchmark.core.errors import ConfigError
+
+Scores = tuple[Tensor, dict[str, tuple[Tensor, float]]]  # rewards [B], {part: (unweighted scores [B], weight)}
 
 
 class Reward(nn.Module):
@@ -21,6 +25,20 @@ class Reward(nn.Module):
 
     name: str = "reward"
     differentiable: bool = True
+
+    @classmethod
+    def check(cls, cfg: Any, prefix: str) -> None:
+        """Check the reward section ``cfg`` (a ``RewardConfig``) on disk, loading nothing; ConfigError naming the
+        field. Rewards without files have nothing to check."""
+
+    @classmethod
+    def build(cls, cfg: Any, device: str | torch.device) -> Reward:
+        """Load the reward of section ``cfg`` onto ``device`` (rewards without files: their defaults)."""
+        return on_device(cls(), cfg, device)
+
+    def score(self, images: Tensor, prompts: list[str]) -> Scores:
+        """The rewards [B] and, for a sum of rewards, each part's unweighted scores and weight, from one call."""
+        return self(images, prompts), {}
 
     def freeze(self) -> Reward:
         """Put the scorer in eval mode and stop gradients into its own weights."""
@@ -42,6 +60,11 @@ class Reward(nn.Module):
             raise ValueError(f"images must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
         if len(prompts) != images.shape[0]:
             raise ValueError(f"got {images.shape[0]} images but {len(prompts)} prompts")
+
+
+def on_device(reward: Reward, cfg: Any, device: str | torch.device) -> Reward:
+    """``reward`` on ``device``, in the section's ``dtype`` when it sets one."""
+    return reward.to(device=device, dtype=DTYPES[cfg.dtype]) if cfg.dtype else reward.to(device)
 
 
 def require_file(path: str | Path | None, field: str, expected: str) -> Path:

@@ -1,22 +1,43 @@
-"""``RewardConfig`` and ``build_reward``: every bad value raises ConfigError before any model is loaded."""
+"""``RewardConfig``, the registry of rewards and ``build_reward``: every bad value is one ConfigError naming the
+field, raised before any model is loaded.
+
+The registry maps ``reward.name`` to a ``Reward`` class, as ``methods.METHODS`` maps ``method.name`` to a
+method: each class checks its own section without loading anything (``check``) and loads itself from it
+(``build``). A ``weighted`` reward is the sum of its ``parts``, each built from the registry.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from typing import Any, Mapping
 
 import torch
 
-from benchmark.core.backbones import DTYPES
+from benchmark.core.configs import typed
+from benchmark.core.dtypes import DTYPES
 from benchmark.core.errors import ConfigError
-from evaluators.rewards import hpsv2, hpsv3, imagereward, pickscore
 from evaluators.rewards.base import Reward
+from evaluators.rewards.geneval import GenEvalReward
+from evaluators.rewards.hpsv2 import HPSv2
+from evaluators.rewards.hpsv3 import HPSv3
+from evaluators.rewards.imagereward import ImageReward
+from evaluators.rewards.pickscore import PickScore
+from evaluators.rewards.toy import TinyConvReward, ToyModeReward
 from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward
 from evaluators.rewards.weighted import WeightedReward
 
-NAMES = ("hpsv2", "pickscore", "imagereward", "hpsv3", "unifiedreward", "geneval", "weighted", "toy_mode", "tiny_conv")
-BUILT_IN = ("toy_mode", "tiny_conv")  # no checkpoint: the toy demo's reward and a seeded tiny conv net
+REWARDS: dict[str, type[Reward]] = {
+    "hpsv2": HPSv2,
+    "pickscore": PickScore,
+    "imagereward": ImageReward,
+    "hpsv3": HPSv3,
+    "unifiedreward": UnifiedReward,
+    "geneval": GenEvalReward,
+    "toy_mode": ToyModeReward,  # no checkpoint: the toy demo's reward
+    "tiny_conv": TinyConvReward,  # no checkpoint: a seeded tiny conv net
+}
+NAMES = (*REWARDS, "weighted")
 
 
 @dataclass
@@ -70,61 +91,28 @@ class RewardConfig:
             raise ConfigError(f"{prefix}.parts", "no parts unless name is 'weighted'", [p.name for p in self.parts])
 
     def check_paths(self, prefix: str = "reward") -> None:
-        """Checks the checkpoint layout on disk (or the URL's form); raises ConfigError naming the field."""
-        field_name = f"{prefix}.path"
-        if self.name == "hpsv2":
-            hpsv2.resolve_checkpoint(self.path, field_name)
-        elif self.name == "pickscore":
-            pickscore.check_layout(self.path, self.base_path, field_name)
-        elif self.name == "imagereward":
-            imagereward.check_layout(self.path, field_name)
-        elif self.name == "hpsv3":
-            hpsv3.check_layout(self.path, self.base_path, field_name)
-        elif self.name == "unifiedreward":
-            url = urlparse(self.path or "")
-            if url.scheme not in ("http", "https") or not url.netloc:
-                raise ConfigError(field_name, "the http(s) URL of an OpenAI-compatible server", self.path)
-        elif self.name == "geneval":
-            from evaluators.geneval import load_metadata
-            from evaluators.rewards.base import require_dir, require_file
+        """Checks the checkpoint layout on disk (or the URL's form), each part's too; ConfigError naming the field.
+        (The values were checked when the config was built.)"""
+        if self.name != "weighted":
+            REWARDS[self.name].check(self, prefix)
+        for i, part in enumerate(self.parts):
+            part.check_paths(f"{prefix}.parts[{i}]")
 
-            require_dir(self.path, field_name, "a transformers Mask2Former directory (config.json)", ("config.json",))
-            require_file(self.base_path, f"{prefix}.base_path", "the open_clip ViT-L-14 checkpoint file")
-            require_file(self.metadata, f"{prefix}.metadata", "GenEval-format metadata (.jsonl) of the prompts")
-            load_metadata(self.metadata)
-        elif self.name == "weighted":
-            for i, part in enumerate(self.parts):
-                part.check_values(f"{prefix}.parts[{i}]")
-                part.check_paths(f"{prefix}.parts[{i}]")
+
+def reward_config(section: Mapping[str, Any], prefix: str = "reward") -> RewardConfig:
+    """A run config's reward section as a checked ``RewardConfig``: fields, values and paths, nothing loaded."""
+    cfg = typed(RewardConfig, section, prefix)
+    cfg.check_paths(prefix)
+    return cfg
 
 
 def build_reward(cfg: RewardConfig, device: str | torch.device = "cpu") -> Reward:
-    """Validate ``cfg`` completely, then load the reward onto ``device`` (frozen, eval mode)."""
-    cfg.check_values()
+    """Check ``cfg``'s files, then load the reward onto ``device`` (frozen, eval mode)."""
     cfg.check_paths()
-    return _load(cfg, device)
+    return load(cfg, device)
 
 
-def _load(cfg: RewardConfig, device) -> Reward:
-    dtype = DTYPES[cfg.dtype] if cfg.dtype else None
-    if cfg.name == "hpsv2":
-        reward = hpsv2.HPSv2.from_checkpoint(cfg.path)
-    elif cfg.name == "pickscore":
-        reward = pickscore.PickScore.from_pretrained(cfg.path, cfg.base_path)
-    elif cfg.name == "imagereward":
-        reward = imagereward.ImageReward.from_checkpoint(cfg.path)
-    elif cfg.name == "hpsv3":
-        return hpsv3.HPSv3.from_checkpoint(cfg.path, cfg.base_path, dtype=dtype or torch.bfloat16, device=device)
-    elif cfg.name == "unifiedreward":
-        return UnifiedReward(cfg.path, cfg.dimension)
-    elif cfg.name == "geneval":
-        from evaluators.rewards.geneval import GenEvalReward
-
-        return GenEvalReward.from_paths(cfg.path, cfg.base_path, cfg.metadata, device, clip_model=cfg.clip_model)
-    elif cfg.name in BUILT_IN:
-        from evaluators.rewards.toy import TinyConvReward, ToyModeReward
-
-        reward = ToyModeReward() if cfg.name == "toy_mode" else TinyConvReward()
-    else:
-        return WeightedReward({p.name: (_load(p, device), p.weight) for p in cfg.parts})
-    return reward.to(device=device, dtype=dtype) if dtype else reward.to(device)
+def load(cfg: RewardConfig, device: str | torch.device) -> Reward:
+    if cfg.name == "weighted":
+        return WeightedReward({p.name: (load(p, device), p.weight) for p in cfg.parts})
+    return REWARDS[cfg.name].build(cfg, device)

@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from evaluators.rewards.base import Reward
+from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector, load_metadata
+from evaluators.geneval.score import score_pil
+from evaluators.rewards.base import Reward, require_dir, require_file
 
 
 class GenEvalReward(Reward):
@@ -25,17 +27,24 @@ class GenEvalReward(Reward):
         self.rows = {row["prompt"]: row for row in rows}
 
     @classmethod
-    def from_paths(cls, detector: str, clip: str, metadata: str, device: str | torch.device = "cpu",
-                   clip_model: str = "ViT-L-14") -> "GenEvalReward":
-        from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector, load_metadata
+    def check(cls, cfg, prefix: str) -> None:
+        require_dir(cfg.path, f"{prefix}.path", "a transformers Mask2Former directory (config.json)", ("config.json",))
+        require_file(cfg.base_path, f"{prefix}.base_path", "the open_clip ViT-L-14 checkpoint file")
+        require_file(cfg.metadata, f"{prefix}.metadata", "GenEval-format metadata (.jsonl) of the prompts")
+        load_metadata(cfg.metadata)
 
+    @classmethod
+    def build(cls, cfg, device: str | torch.device) -> GenEvalReward:
+        return cls.from_paths(cfg.path, cfg.base_path, cfg.metadata, device, clip_model=cfg.clip_model)
+
+    @classmethod
+    def from_paths(cls, detector: str, clip: str, metadata: str, device: str | torch.device = "cpu",
+                   clip_model: str = "ViT-L-14") -> GenEvalReward:
         return cls(Mask2FormerDetector(detector, device), ClipColourClassifier(clip, clip_model, device=device),
                    load_metadata(metadata))
 
     @torch.no_grad()
     def forward(self, images: Tensor, prompts: list[str]) -> Tensor:
-        from evaluators.geneval.score import score_pil
-
         self.check_inputs(images, prompts)
         missing = [p for p in prompts if p not in self.rows]
         if missing:

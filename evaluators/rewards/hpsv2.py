@@ -14,7 +14,7 @@ import open_clip
 import torch
 from torch import Tensor
 
-from evaluators.rewards.base import Reward, require_file
+from evaluators.rewards.base import Reward, on_device, require_file
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, normalize, resize_longest_and_pad
 
 CHECKPOINT_NAME = "HPS_v2.1_compressed.pt"
@@ -31,6 +31,14 @@ class HPSv2(Reward):
         size = clip.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.freeze()
+
+    @classmethod
+    def check(cls, cfg, prefix: str) -> None:
+        resolve_checkpoint(cfg.path, f"{prefix}.path")
+
+    @classmethod
+    def build(cls, cfg, device: str | torch.device) -> HPSv2:
+        return on_device(cls.from_checkpoint(cfg.path), cfg, device)
 
     @classmethod
     def from_config(cls, model_name: str) -> HPSv2:

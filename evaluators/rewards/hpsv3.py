@@ -23,6 +23,7 @@ from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLModel
 from transformers.initialization import no_init_weights
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
+from benchmark.core.dtypes import DTYPES
 from benchmark.core.errors import ConfigError
 from evaluators.rewards.base import Reward, require_dir
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, normalize, resize
@@ -109,6 +110,15 @@ class HPSv3(Reward):
         self.reward_token_id = tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
         self.image_token_id = qwen.config.image_token_id
         self.freeze()
+
+    @classmethod
+    def check(cls, cfg, prefix: str) -> None:
+        check_layout(cfg.path, cfg.base_path, f"{prefix}.path")
+
+    @classmethod
+    def build(cls, cfg, device: str | torch.device) -> HPSv3:
+        """Loaded in ``cfg.dtype``, bfloat16 by default (the official inferencer's precision)."""
+        return cls.from_checkpoint(cfg.path, cfg.base_path, dtype=DTYPES[cfg.dtype or "bfloat16"], device=device)
 
     @classmethod
     def from_config(cls, config: Qwen2VLConfig, tokenizer, head_hidden: tuple[int, int] = (1024, 16)) -> HPSv3:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from transformers import BertTokenizer, BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
 
 from benchmark.core.errors import ConfigError
-from evaluators.rewards.base import Reward, require_dir
+from evaluators.rewards.base import Reward, on_device, require_dir
 from evaluators.rewards.imagereward_keys import original_to_ours
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, center_crop, normalize, resize_shortest
 
@@ -70,6 +70,14 @@ class ImageReward(Reward):
         self.max_length = max_length
         self.image_size = int(vision.config.image_size)
         self.freeze()
+
+    @classmethod
+    def check(cls, cfg, prefix: str) -> None:
+        check_layout(cfg.path, f"{prefix}.path")
+
+    @classmethod
+    def build(cls, cfg, device: str | torch.device) -> ImageReward:
+        return on_device(cls.from_checkpoint(cfg.path), cfg, device)
 
     @classmethod
     def from_config(cls, vision_cfg: BlipVisionConfig, text_cfg: BlipTextConfig, tokenizer) -> ImageReward:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
 from benchmark.core.errors import ConfigError
-from evaluators.rewards.base import Reward, require_dir
+from evaluators.rewards.base import Reward, on_device, require_dir
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, center_crop, normalize, resize_shortest
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
@@ -31,6 +32,14 @@ class PickScore(Reward):
         self.max_length = max_length
         self.image_size = int(clip.config.vision_config.image_size)
         self.freeze()
+
+    @classmethod
+    def check(cls, cfg, prefix: str) -> None:
+        check_layout(cfg.path, cfg.base_path, f"{prefix}.path")
+
+    @classmethod
+    def build(cls, cfg, device: str | torch.device) -> PickScore:
+        return on_device(cls.from_pretrained(cfg.path, cfg.base_path), cfg, device)
 
     @classmethod
     def from_config(cls, config: CLIPConfig, tokenizer) -> PickScore:

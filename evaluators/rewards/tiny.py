@@ -6,7 +6,6 @@ widths and depths, so a forward + backward takes milliseconds to a second on a C
 
 from __future__ import annotations
 
-import gzip
 import json
 import tempfile
 from functools import lru_cache
@@ -14,11 +13,16 @@ from pathlib import Path
 
 import open_clip
 import torch
-from open_clip.tokenizer import bytes_to_unicode, default_bpe
+from open_clip.tokenizer import bytes_to_unicode
 from tokenizers import AddedToken
 from transformers import BertTokenizer, CLIPConfig, CLIPTokenizer, Qwen2Tokenizer, Qwen2VLConfig
 
+from benchmark.core.testing import clip_bpe
 from evaluators.rewards.base import Reward
+from evaluators.rewards.hpsv2 import HPSv2
+from evaluators.rewards.hpsv3 import HPSv3
+from evaluators.rewards.imagereward import ImageReward, text_config, vision_config
+from evaluators.rewards.pickscore import PickScore
 
 TINY_OPEN_CLIP = "leapbench-tiny-ViT-H-14"
 QWEN2VL_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -49,17 +53,6 @@ def register_tiny_open_clip() -> str:
     path.write_text(json.dumps(config))
     open_clip.add_model_config(path)
     return TINY_OPEN_CLIP
-
-
-@lru_cache(maxsize=1)
-def clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """HF CLIP vocab and merges derived from open_clip's BPE file (the ids match open_clip's tokenizer)."""
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    merges = [tuple(line.split()) for line in lines]
-    alphabet = list(bytes_to_unicode().values())
-    tokens = alphabet + [t + "</w>" for t in alphabet] + ["".join(m) for m in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return {t: i for i, t in enumerate(tokens)}, merges
 
 
 @lru_cache(maxsize=1)
@@ -104,11 +97,6 @@ def tiny_qwen2vl_config(tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig:
 
 def tiny_reward(name: str, seed: int = 0) -> Reward:
     """A tiny random ``hpsv2``, ``pickscore``, ``imagereward`` or ``hpsv3`` (same code path as the real one)."""
-    from evaluators.rewards.hpsv2 import HPSv2
-    from evaluators.rewards.hpsv3 import HPSv3
-    from evaluators.rewards.imagereward import ImageReward, text_config, vision_config
-    from evaluators.rewards.pickscore import PickScore
-
     torch.manual_seed(seed)
     if name == "hpsv2":
         return HPSv2.from_config(register_tiny_open_clip())

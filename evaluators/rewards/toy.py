@@ -1,7 +1,7 @@
 """Rewards for the toy backbone and the tiny FLUX demo: differentiable, nothing to download.
 
 ``toy_mode``: r(x) = -|x - c_rare| on 2-D toy samples (the demo's preferred structure, see
-benchmark/demo/data.py): its gradient has unit norm everywhere, so every sample is pulled toward the rare
+benchmark/core/toy_data.py): its gradient has unit norm everywhere, so every sample is pulled toward the rare
 blob, and the question is whether a method moves it there (early steps) or merely drags it (late steps).
 ``tiny_conv``: a frozen, seeded two-layer conv net scoring images in [0, 1] (the tiny FLUX demo, benchmarks).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.toy_data import CENTERS, RARE
 from evaluators.rewards.base import Reward
 
 
@@ -19,8 +20,6 @@ class ToyModeReward(Reward):
 
     def __init__(self):
         super().__init__()
-        from benchmark.core.toy_data import CENTERS, RARE
-
         self.register_buffer("center", CENTERS[RARE].clone())
 
     def forward(self, images: Tensor, prompts: list[str] | None = None) -> Tensor:

@@ -17,11 +17,13 @@ import re
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlparse
 
 import torch
 from PIL import Image
 from torch import Tensor
 
+from benchmark.core.errors import ConfigError
 from evaluators.rewards.base import Reward
 
 ACS_PROMPT = (
@@ -81,6 +83,16 @@ class UnifiedReward(Reward):
         self.dimension, self.model = dimension, model
         self.timeout_s, self.retries, self.backoff_s, self.max_tokens = timeout_s, retries, backoff_s, max_tokens
         self.name = f"unifiedreward_{dimension}"
+
+    @classmethod
+    def check(cls, cfg, prefix: str) -> None:
+        url = urlparse(cfg.path or "")
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(f"{prefix}.path", "the http(s) URL of an OpenAI-compatible server", cfg.path)
+
+    @classmethod
+    def build(cls, cfg, device: str | torch.device) -> UnifiedReward:
+        return cls(cfg.path, cfg.dimension)
 
     @torch.no_grad()
     def forward(self, images: Tensor, prompts: list[str]) -> Tensor:

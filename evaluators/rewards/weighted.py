@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from evaluators.rewards.base import Reward
+from evaluators.rewards.base import Reward, Scores
 
 
 class WeightedReward(Reward):
     """``WeightedReward({"hpsv2": (hpsv2, 1.0), "pickscore": (pick, 0.05)})``; differentiable iff every part is.
 
-    ``last_parts`` holds each part's unweighted score from the latest call (detached) for logging.
+    ``score`` returns each part's unweighted score (detached) and weight beside the total, from the same call
+    (MixGRPO's per-reward advantages, logging).
     """
 
     def __init__(self, parts: dict[str, tuple[Reward, float]], name: str | None = None) -> None:
@@ -21,14 +22,16 @@ class WeightedReward(Reward):
         self.weights = {key: float(weight) for key, (_, weight) in parts.items()}
         self.name = name or "+".join(f"{w:g}*{key}" for key, w in self.weights.items())
         self.differentiable = all(reward.differentiable for reward, _ in parts.values())
-        self.last_parts: dict[str, Tensor] = {}
         self.freeze()
 
-    def forward(self, images: Tensor, prompts: list[str]) -> Tensor:
+    def score(self, images: Tensor, prompts: list[str]) -> Scores:
         self.check_inputs(images, prompts)
-        total = 0.0
+        total, parts = 0.0, {}
         for key, reward in self.parts.items():
             r = reward(images, prompts).float()
-            self.last_parts[key] = r.detach()
+            parts[key] = (r.detach(), self.weights[key])
             total = total + self.weights[key] * r
-        return total
+        return total, parts
+
+    def forward(self, images: Tensor, prompts: list[str]) -> Tensor:
+        return self.score(images, prompts)[0]

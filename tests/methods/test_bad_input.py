@@ -12,7 +12,8 @@ from methods import build_method, method_config
 METHOD_CASES = [
     ({"name": "leapalign", "alpha": 1.5}, "method.alpha", "[0, 1]"),
     ({"name": "leapalign", "alpha": -0.1}, "method.alpha", "[0, 1]"),
-    ({"name": "leapalign", "alpha": "high"}, "method.alpha", "[0, 1]"),
+    ({"name": "leapalign", "alpha": "high"}, "method.alpha", "a number, got 'high'"),
+    ({"name": "leapalign", "alpha": 1.5}, "method.alpha", "a number in [0, 1], got 1.5"),
     ({"name": "leapalign", "leaps": 0}, "method.leaps", ">= 1"),
     ({"name": "leapalign", "timestep_range": [10, 5]}, "method.timestep_range", "lo <= hi"),
     ({"name": "leapalign", "timestep_range": [4, 4]}, "method.timestep_range", "at least 2 timesteps"),
@@ -21,12 +22,12 @@ METHOD_CASES = [
     ({"name": "leapalign", "reward_on": "x1"}, "method.reward_on", "x0, x0_hat"),
     ({"name": "leapalign", "tau": 0}, "method.tau", "> 0"),
     ({"name": "leapalign", "leaps": 1, "distance": 3}, "method.distance", "null when method.leaps is 1"),
-    ({"name": "leapalign", "beta": 1}, "method.beta", "a field of leapalign"),
+    ({"name": "leapalign", "beta": 1}, "method.beta", "a known field (name, alpha, lam, tau, leaps"),
     ({"name": "drtune", "K": 0}, "method.K", ">= 1"),
     ({"name": "refl", "m": 0}, "method.m", ">= 1"),
     ({"name": "draft_lv", "n": -1}, "method.n", ">= 0"),
     ({"name": "full_backprop", "last_k": 0}, "method.last_k", ">= 1"),
-    ({"name": "grpo2"}, "method.name", "one of refl, draft_lv, drtune, leapalign, full_backprop"),
+    ({"name": "grpo2"}, "method.name", "one of refl, draft_lv, drtune, leapalign, full_backprop, grpo, got 'grpo2'"),
     ({}, "method.name", "one of"),
 ]
 
@@ -79,7 +80,7 @@ def test_unknown_backbone_and_dtype():
     with pytest.raises(ConfigError, match="backbone.dtype"):
         BackboneConfig(name="flux", tiny=True, dtype="fp8")
     with pytest.raises(ConfigError, match="backbone.path: expected a local diffusers flux directory"):
-        BackboneConfig(name="flux")
+        BackboneConfig(name="flux").check_paths()  # checked with the paths, before anything is loaded
 
 
 def test_missing_model_directory(tmp_path):

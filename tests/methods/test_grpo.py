@@ -126,14 +126,13 @@ def test_per_reward_advantages_are_summed_with_weights():
     r1 = torch.tensor([1.0, 2.0, 0.0, 4.0])
     r2 = torch.tensor([100.0, 300.0, 200.0, 100.0])
     parts = {"a": (r1, 1.0), "b": (r2, 0.5)}
-    ctx = LossContext(None, None, reward=None, reward_parts=lambda: parts)
     step = build_method({"name": "grpo", "group_size": 2, "advantage": "per_reward"}).start(T)
     expected = 1.0 * group_advantages(r1, 2) + 0.5 * group_advantages(r2, 2)
-    torch.testing.assert_close(step.advantage(r1 + 0.5 * r2, ctx), expected)
+    torch.testing.assert_close(step.advantage(r1 + 0.5 * r2, parts), expected)
     total = build_method({"name": "grpo", "group_size": 2}).start(T)
-    assert not torch.allclose(total.advantage(r1 + 0.5 * r2, ctx), expected)  # the large reward dominates there
+    assert not torch.allclose(total.advantage(r1 + 0.5 * r2, parts), expected)  # the large reward dominates there
     with pytest.raises(ConfigError, match="method.advantage"):
-        step.advantage(r1, LossContext(None, None, reward=None))
+        step.advantage(r1, {})  # a single reward has no parts
 
 
 def test_trained_steps_random_or_first():
@@ -201,7 +200,7 @@ BAD = [
     ({"advantage": "mean"}, "method.advantage", "reward, per_reward"),
     ({"window": {"size": 0}}, "method.window.size", ">= 1"),
     ({"window": {"shift_every": 0}}, "method.window.shift_every", ">= 1"),
-    ({"clip": 0.2}, "method.clip", "a field of grpo"),
+    ({"clip": 0.2}, "method.clip", "a known field (name, group_size, eta"),
 ]
 
 

@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from benchmark.core.backbones.toy import ToyBackbone
-from benchmark.training.config import check_run, config_from_dict
-from benchmark.core.toy_data import preferred
 from benchmark.core.engine import rollout
 from benchmark.core.errors import ConfigError
-from benchmark.core.testing import TinyReward, single_thread, tiny_config
-from benchmark.training.trainer import make_batches, open_prompts, train
+from benchmark.core.testing import single_thread
+from benchmark.core.toy_data import preferred
+from benchmark.training.config import check_run, config_from_dict
+from benchmark.training.data import make_batches, open_prompts
+from benchmark.training.testing import TinyReward, tiny_config
+from benchmark.training.trainer import train
 from evaluators.rewards.toy import ToyModeReward
 from evaluators.rewards.weighted import WeightedReward
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from benchmark.core.errors import ConfigError
-from benchmark.core.testing import PROMPTS, tiny_cache
 from sweeps.launcher import SlurmOptions, launch, minutes, stage_options, validate
 from sweeps.records import read_records
 from sweeps.spec import load_spec, spec_files
-from tests.sweeps.helpers import tiny_spec
+from tests.sweeps.helpers import make_dummy_paths, tiny_spec
 
 
 def test_grid_times_list_and_stable_ids(tmp_path):
@@ -70,38 +66,6 @@ def test_invalid_value_names_run_and_field(tmp_path):
     with pytest.raises(ConfigError, match=r"leapalign.*method\.alpha.*\[0, 1\]"):
         load_spec(tree)
     assert err.value
-
-
-def make_dummy_paths(root: Path) -> dict[str, str]:
-    """Directory layouts that pass every path check without holding any weights."""
-    def touch(*parts):
-        path = root.joinpath(*parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("{}")
-        return path
-
-    for model in ("flux", "sd3"):
-        for part in ("transformer/config.json", "vae/config.json", "scheduler/scheduler_config.json"):
-            touch(model, part)
-    touch("hps", "HPS_v2.1_compressed.pt")
-    touch("pickscore", "config.json"), touch("pickscore", "model.safetensors"), touch("pickscore", "tokenizer.json")
-    touch("hpsv3", "HPSv3.safetensors"), touch("hpsv3", "Qwen2-VL-7B-Instruct", "config.json")
-    touch("hpsv3", "Qwen2-VL-7B-Instruct", "tokenizer.json")
-    touch("imagereward", "ImageReward.pt"), touch("imagereward", "bert-base-uncased", "vocab.txt")
-    touch("geneval", "mask2former", "config.json"), touch("geneval", "clip.safetensors")
-    for name in ("hpdv2-train-flux", "hpdv2-test-flux", "geneval-train-flux", "geneval-test-flux"):
-        tiny_cache(root / "cache" / name, "flux")
-    for name in ("hpdv2-train-sd3", "hpdv2-test-sd3"):
-        tiny_cache(root / "cache" / name, "sd3")
-    (root / "prompts").mkdir()
-    (root / "prompts" / "hpdv2_test.txt").write_text("\n".join(PROMPTS[:4]) + "\n")
-    (root / "prompts" / "geneval_evaluation_metadata.jsonl").write_text(
-        "".join(json.dumps({"tag": "colors", "include": [], "prompt": p}) + "\n" for p in PROMPTS[:4]))
-    return {"FLUX_DIR": str(root / "flux"), "SD35M_DIR": str(root / "sd3"), "HPS_CKPT": str(root / "hps"),
-            "PICKSCORE_DIR": str(root / "pickscore"), "HPSV3_DIR": str(root / "hpsv3"),
-            "IMAGEREWARD_DIR": str(root / "imagereward"), "UNIFIED_REWARD_URL": "http://127.0.0.1:8000",
-            "CACHE_DIR": str(root / "cache"), "PROMPTS_DIR": str(root / "prompts"),
-            "GENEVAL_DETECTOR": str(root / "geneval" / "mask2former"), "GENEVAL_CLIP": str(root / "geneval" / "clip.safetensors")}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from sweeps import stages
 
 
 def train(run_config: dict, run_dir: Path) -> None:
-    from benchmark.core.testing import TinyReward, single_thread
+    from benchmark.core.testing import single_thread
+    from benchmark.training.testing import TinyReward
     from benchmark.training.trainer import train as run_train
 
     with single_thread():

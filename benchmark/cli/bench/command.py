@@ -6,9 +6,14 @@ import argparse
 import json
 
 import pandas as pd
+import torch
 from tqdm import tqdm
 
-from benchmark.cli.bench.harness import BENCH_METHODS
+from benchmark.cli.bench.harness import BENCH_METHODS, BenchSetup
+from benchmark.cli.bench.memory import ratios, run_cases
+from benchmark.cli.bench.real import run_real
+from benchmark.cli.bench.rollout import bench_rollout
+from benchmark.cli.bench.step import bench_method, part_times
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,14 +41,9 @@ def emit(rows: list[dict], as_json: bool, title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from benchmark.cli.bench.harness import BenchSetup
 
     methods = args.methods or [m for m in BENCH_METHODS if args.which != "step" or m != "full_backprop_ckpt"]
     if args.which == "memory":
-        from benchmark.cli.bench.memory import ratios, run_cases
-
         steps = args.steps or [10, 25, 50]
         with tqdm(total=len(methods) * len(steps), desc="memory cases", disable=args.json) as bar:
             rows = run_cases(methods, steps, args.resolution or 128, args.device, progress=lambda r: bar.update())
@@ -51,16 +51,12 @@ def run(args: argparse.Namespace) -> int:
         emit(ratios(rows), args.json, "ratio of the largest T to the smallest")
         return 0
     if args.which == "real":
-        from benchmark.cli.bench.real import run_real
-
         rows = run_real(args.resolutions, (args.steps or [25])[0], device=args.device, tiny=args.tiny, modes=args.modes)
         emit(rows, args.json, f"real-size FLUX.1-dev transformer (random init){' [tiny config]' if args.tiny else ''}")
         return 0
     setup = BenchSetup.build(resolution=args.resolution or 64, device=args.device, compile_mode=args.compile)
     steps = (args.steps or [25])[0]
     if args.which == "step":
-        from benchmark.cli.bench.step import bench_method, part_times
-
         parts = part_times(setup, repeats=max(20, 4 * args.repeats))
         rows = [bench_method(setup, m, steps, parts, args.repeats) for m in tqdm(methods, desc="methods", disable=args.json)]
         keep = ["method", "steps", "measured_s", "floor_s", "ratio", "rollout_s", "grad_eval_s", "decode_s",
@@ -68,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
         emit(rows if args.json else [{k: r[k] for k in keep} for r in rows], args.json,
              f"one training step against its floor ({args.device}, T={steps})")
         return 0
-    from benchmark.cli.bench.rollout import bench_rollout
 
     with torch.no_grad():
         emit([bench_rollout(setup, steps, args.repeats)], args.json, f"no-grad rollout, ours vs FluxPipeline ({args.device})")

@@ -16,6 +16,7 @@ import torch
 from benchmark.core.backbones.flux import FluxBackbone, FluxCond
 from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
 from benchmark.core.engine import rollout
+from benchmark.training.trainer import compile_blocks
 from evaluators.rewards.toy import TinyConvReward
 from methods import LossContext, build_method
 
@@ -91,8 +92,6 @@ class BenchSetup:
         backbone = tiny_flux(height=resolution, width=resolution, seed=seed, layers=layers)
         backbone.transformer.to(dev).train()
         if compile_mode:
-            from benchmark.training.trainer import compile_blocks
-
             compile_blocks(backbone.transformer, compile_mode)
         backbone.vae.to(dev).requires_grad_(False)
         g = torch.Generator().manual_seed(seed)

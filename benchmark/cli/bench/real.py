@@ -16,11 +16,11 @@ import time
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
+from benchmark.cli.bench.harness import sync
 from benchmark.core.backbones.flux import FluxBackbone, FluxCond
 from benchmark.core.backbones.tiny import FLUX_SCHEDULER
-from benchmark.cli.bench.harness import sync
-from evaluators.rewards.toy import TinyConvReward
 from benchmark.core.engine import rollout
+from evaluators.rewards.toy import TinyConvReward
 from methods import LossContext, build_method
 
 FLUX_DEV = dict(
@@ -97,7 +97,7 @@ def leapalign_step(backbone, steps, batch, device, dtype, mode: str) -> dict:
     transformer = backbone.transformer
     transformer.enable_gradient_checkpointing()
     if mode == "lora":
-        from peft import LoraConfig
+        from peft import LoraConfig  # heavy (peft pulls in accelerate); the LoRA case only
 
         transformer.requires_grad_(False)
         transformer.add_adapter(LoraConfig(r=64, lora_alpha=64, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))

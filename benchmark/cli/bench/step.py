@@ -73,4 +73,5 @@ def bench_method(setup: BenchSetup, method: str, steps: int, parts: dict[str, fl
         "rollout_s": split["rollout"], "grad_eval_s": probe.seconds["v_grad"], "nograd_eval_s": probe.seconds["v_nograd"],
         "decode_s": probe.seconds["decode"], "reward_s": probe.seconds["reward"], "backward_s": split["backward"],
         "optimizer_s": split["optimizer"], **{f"n_{k}": v for k, v in probe.calls.items()},
+        **{f"part_{k}_s": v for k, v in parts.items()},
     }

@@ -15,6 +15,16 @@ import os
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
+from benchmark.cli.demo.pretrain import BUNDLED, pretrain
+from benchmark.cli.demo.report import build_table, write_plots, write_table
+from benchmark.core.testing import PROMPTS, tiny_cache
+from sweeps.jobs import is_done
+from sweeps.launcher import launch
+from sweeps.records import job_states
+from sweeps.spec import load_spec
+
 METHODS = ["refl", "draft_lv", "drtune", "leapalign", "full_backprop", "grpo"]
 # per-method settings: the paper's defaults (A5) where they exist; LeapAlign's hinge at 0 (the toy reward is <= 0)
 # GRPO: groups of 8 noises per (unconditioned) prompt, SDE noise 0.7 (MixGRPO's); same lr and iterations
@@ -36,8 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def toy_spec(out: Path, args: argparse.Namespace) -> dict:
-    from benchmark.cli.demo.pretrain import BUNDLED, pretrain
-
     base_dir = BUNDLED
     if args.pretrain:
         base_dir = out / "base_toy"
@@ -52,8 +60,6 @@ def toy_spec(out: Path, args: argparse.Namespace) -> dict:
 
 
 def tiny_flux_spec(out: Path, args: argparse.Namespace) -> dict:
-    from benchmark.core.testing import PROMPTS, tiny_cache
-
     cache = tiny_cache(out / "cache", "flux", PROMPTS)
     base = {
         "backbone": {"name": "flux", "tiny": True, "height": 32, "width": 32, "dtype": "float32"},
@@ -98,10 +104,6 @@ def one_thread_per_job():
 
 def wait(spec, root: Path, records) -> None:
     """Follow the runs' stage markers with a progress bar; stop with the log's tail if a job fails."""
-    from tqdm import tqdm
-
-    from sweeps.jobs import is_done
-    from sweeps.records import job_states
 
     total = sum(len(run.stages) for run in spec.runs)
     with tqdm(total=total, desc="runs x stages (train, sample, score)", unit="stage") as bar:
@@ -117,10 +119,6 @@ def wait(spec, root: Path, records) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.cli.demo.report import write_plots, write_table, build_table
-    from sweeps.launcher import launch
-    from sweeps.spec import load_spec
-
     start = time.time()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

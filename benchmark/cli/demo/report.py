@@ -16,6 +16,10 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from benchmark.cli.demo.stages import SAMPLES, SCORES  # noqa: E402
+from benchmark.core.io import atomic_write_text as write_text
+from benchmark.core.toy_data import CENTERS, PREFERRED_RADIUS, RARE
+from evaluators.report import plot_grad_norms, plot_sample_grid, plot_training_curves, read_scores
+from evaluators.report.stats import estimate
 
 ORDER = ["pretrained", "refl", "draft_lv", "drtune", "leapalign", "full_backprop", "grpo"]
 LABELS = {"pretrained": "Pretrained", "refl": "ReFL", "draft_lv": "DRaFT-LV", "drtune": "DRTune",
@@ -24,9 +28,6 @@ LABELS = {"pretrained": "Pretrained", "refl": "ReFL", "draft_lv": "DRaFT-LV", "d
 
 def build_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
     """One row per method: mean and 95% bootstrap CI (over held-out samples) of each metric."""
-    from evaluators.report import read_scores
-    from evaluators.report.stats import estimate
-
     rows = []
     for method, run_dir in run_dirs.items():
         scores = read_scores(run_dir / SCORES)
@@ -67,8 +68,6 @@ def verdict(table: pd.DataFrame) -> list[str]:
 
 
 def write_table(table: pd.DataFrame, out: Path, budget: str) -> list[Path]:
-    from benchmark.core.io import atomic_write_text as write_text
-
     metrics = [m for m in ("reward", "preferred") if m in table]
     header = ["Method"] + [{"reward": "Reward (95% CI)", "preferred": "Preferred share (95% CI)"}[m] for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -86,11 +85,8 @@ def plot_samples(run_dirs: dict[str, Path], out: Path, backbone: str) -> Path:
     """Toy: a scatter per method of its held-out samples over the pretrained ones. Tiny FLUX: an image grid."""
     loaded = {m: torch.load(d / SAMPLES, weights_only=False) for m, d in run_dirs.items()}
     if backbone != "toy":
-        from evaluators.report import plot_sample_grid
-
         images = [[img for img in saved["images"][:6]] for saved in loaded.values()]
         return plot_sample_grid(images, out / "samples.png", row_labels=[LABELS.get(m, m) for m in loaded], cell=96)
-    from benchmark.core.toy_data import CENTERS, PREFERRED_RADIUS, RARE
 
     base = loaded.get("pretrained", next(iter(loaded.values())))["x0"][:1000]
     methods = [m for m in loaded if m != "pretrained"]
@@ -110,8 +106,6 @@ def plot_samples(run_dirs: dict[str, Path], out: Path, backbone: str) -> Path:
 
 
 def write_plots(run_dirs: dict[str, Path], out: Path, backbone: str) -> list[Path]:
-    from evaluators.report import plot_grad_norms, plot_training_curves
-
     trained = {LABELS.get(m, m): d for m, d in run_dirs.items() if (d / "metrics.jsonl").is_file()}
     return [
         plot_training_curves(trained, out / "reward_curves.png", metrics=("reward_mean",), smooth=10, band=False),

@@ -15,9 +15,14 @@ import pandas as pd
 import torch
 
 from benchmark.core.backbones import build_backbone
+from benchmark.core.cache import EmbeddingCache
 from benchmark.core.checkpoint import apply_ema, latest_valid
-from benchmark.core.io import atomic_path
 from benchmark.core.engine import rollout
+from benchmark.core.io import atomic_path
+from benchmark.core.toy_data import preferred
+from evaluators.report import write_scores
+from evaluators.rewards import RewardConfig, build_reward
+from sweeps.stages import training_config
 
 HELD_OUT_SEED = 1_000_003  # training draws its noise from seeds derived from cfg.seed; this one is apart
 SAMPLES = "samples.pt"
@@ -32,8 +37,6 @@ def run_label(run_config: dict, run_dir: Path) -> tuple[str, str]:
 
 def split(run_config: dict, run_dir: Path) -> tuple:
     """The run config proper and its sweep ``eval`` section (images: samples per prompt, seed)."""
-    from sweeps.stages import training_config
-
     return training_config(run_config, run_dir), run_config.get("eval") or {}
 
 
@@ -48,7 +51,6 @@ def sample(run_config: dict, run_dir: Path) -> None:
     g = torch.Generator().manual_seed(HELD_OUT_SEED + int(evaluation.get("seed", 0)))
     cond = prompts = None
     if cfg.prompts.cache:  # n images for each prompt of the set
-        from benchmark.core.cache import EmbeddingCache
 
         cache = EmbeddingCache.open(cfg.prompts.cache)
         prompts = [p for p in cache.prompt_set(cfg.prompts.file) for _ in range(n)]
@@ -61,9 +63,6 @@ def sample(run_config: dict, run_dir: Path) -> None:
 
 
 def score(run_config: dict, run_dir: Path) -> None:
-    from evaluators.report import write_scores
-    from evaluators.rewards import RewardConfig, build_reward
-
     cfg, _ = split(run_config, run_dir)
     saved = torch.load(run_dir / SAMPLES, weights_only=False)
     reward = build_reward(RewardConfig(**cfg.reward))
@@ -71,8 +70,6 @@ def score(run_config: dict, run_dir: Path) -> None:
     with torch.no_grad():
         metrics = {"reward": reward(images, prompts)}
     if cfg.backbone.name == "toy":
-        from benchmark.core.toy_data import preferred
-
         metrics["preferred"] = preferred(saved["x0"])
     run, method = run_label(run_config, run_dir)
     if saved["prompts"] is None:  # the unconditioned toy: every sample is its own unit of the bootstrap

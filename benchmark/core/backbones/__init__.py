@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 import torch
 
 from benchmark.core.backbones.base import Backbone, require_diffusers_dir
+from benchmark.core.backbones.flux import FluxBackbone
+from benchmark.core.backbones.sd3 import SD3Backbone
+from benchmark.core.backbones.tiny import tiny_flux, tiny_sd3
 from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
+from benchmark.core.dtypes import DTYPES
 from benchmark.core.errors import ConfigError
 
 BACKBONES = ("flux", "sd3", "toy")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULTS = {"flux": dict(height=720, width=720, guidance=3.5), "sd3": dict(height=512, width=512, guidance=4.5)}
 
 
@@ -40,13 +43,14 @@ class BackboneConfig:
                 setattr(self, key, 32 if self.tiny and key != "guidance" else value)
         if self.guidance < 0:
             raise ConfigError("backbone.guidance", "a number >= 0", self.guidance)
-        if not self.tiny and not self.path:
-            raise ConfigError("backbone.path", f"a local diffusers {self.name} directory (or backbone.tiny=true)", self.path)
 
     def check_paths(self) -> None:
         """Check the model directory's layout without loading anything."""
-        if self.name != "toy" and not self.tiny:
-            require_diffusers_dir(self.path, ("transformer", "vae", "scheduler"))
+        if self.name == "toy" or self.tiny:
+            return
+        if not self.path:
+            raise ConfigError("backbone.path", f"a local diffusers {self.name} directory (or backbone.tiny=true)", self.path)
+        require_diffusers_dir(self.path, ("transformer", "vae", "scheduler"))
 
 
 def build_backbone(cfg: BackboneConfig, transformer: torch.nn.Module | None = None) -> Backbone:
@@ -59,19 +63,14 @@ def build_backbone(cfg: BackboneConfig, transformer: torch.nn.Module | None = No
     cfg.check_paths()
     size = dict(height=cfg.height, width=cfg.width, guidance=cfg.guidance)
     if cfg.tiny:
-        from benchmark.core.backbones.tiny import tiny_flux, tiny_sd3
-
         backbone = (tiny_flux if cfg.name == "flux" else tiny_sd3)(**size)
         if cfg.dtype != "float32":  # built in float32
             backbone.transformer.to(DTYPES[cfg.dtype])
             backbone.vae.to(DTYPES[cfg.dtype])
         backbone.transformer = transformer or backbone.transformer
         return backbone
-    from benchmark.core.backbones.flux import FluxBackbone
-    from benchmark.core.backbones.sd3 import SD3Backbone
-
     cls = FluxBackbone if cfg.name == "flux" else SD3Backbone
     return cls.from_pretrained(cfg.path, dtype=DTYPES[cfg.dtype], transformer=transformer, **size)
 
 
-__all__ = ["BACKBONES", "Backbone", "BackboneConfig", "ToyBackbone", "ToyConfig", "build_backbone"]
+__all__ = ["BACKBONES", "DTYPES", "Backbone", "BackboneConfig", "ToyBackbone", "ToyConfig", "build_backbone"]

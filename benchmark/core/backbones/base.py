@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from torch import Tensor, nn
 
 from benchmark.core.errors import ConfigError
@@ -101,8 +102,6 @@ class DiffusersBackbone:
 
         ``transformer`` (a trained one) replaces the directory's, which is then never read.
         """
-        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
-
         root = require_diffusers_dir(path, ("transformer", "vae", "scheduler"))
         return cls(
             transformer or cls.transformer_cls.from_pretrained(root, subfolder="transformer", torch_dtype=dtype),

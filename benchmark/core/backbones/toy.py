@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from benchmark.core.backbones.base import shift_sigmas
@@ -74,8 +75,6 @@ class ToyBackbone:
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str | None = None) -> "ToyBackbone":
         """A toy flow saved by ``save_pretrained``: config.json (ToyConfig) + model.safetensors."""
-        from safetensors.torch import load_file
-
         root = Path(path).expanduser()
         for name in ("config.json", "model.safetensors"):
             if not (root / name).is_file():
@@ -87,8 +86,6 @@ class ToyBackbone:
         return backbone
 
     def save_pretrained(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
-
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         (root / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2))

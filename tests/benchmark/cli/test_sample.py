@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.core.testing import PROMPTS, TinyReward, single_thread, tiny_cache, tiny_config
+from benchmark.core.testing import PROMPTS, single_thread, tiny_cache
+from benchmark.training.testing import TinyReward, tiny_config
 
 SET = PROMPTS[:3]
 IMAGES = 2

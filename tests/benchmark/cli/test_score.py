@@ -1,40 +1,18 @@
 """``leapbench score``: per-image parquet from tiny rewards, a stub UnifiedReward server and tiny GenEval models."""
 
-import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from benchmark.cli import main
 from evaluators.report import validate_scores
 from evaluators.rewards import PickScore, tiny_reward
 from evaluators.score import list_samples, load_images, reward_scorer, score_rewards
+from tests.benchmark.cli.helpers import GENEVAL_ROWS, PROMPTS, write_samples
 from tests.evaluators.chat_stub import ChatStub
-from tests.evaluators.geneval.test_models import clip_checkpoint, mask2former_dir  # noqa: F401 (fixtures)
-
-PROMPTS = ["a photo of a cat", "a red car", "two dogs on a table"]
-GENEVAL_ROWS = [
-    {"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"},
-    {"tag": "colors", "include": [{"class": "dog", "count": 1, "color": "red"}], "prompt": "a photo of a red dog"},
-]
-
-
-def write_samples(root, rows, images=2, size=40, labels=True):
-    """A samples directory in GenEval's layout with random PNGs (and sampling.json labels)."""
-    rng = np.random.default_rng(0)
-    for i, row in enumerate(rows):
-        (root / f"{i:05d}" / "samples").mkdir(parents=True)
-        (root / f"{i:05d}" / "metadata.jsonl").write_text(json.dumps(row))
-        for k in range(images):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
-                root / f"{i:05d}" / "samples" / f"{k}.png")
-    if labels:
-        (root / "sampling.json").write_text(json.dumps({"run": "flux-refl", "method": "refl", "prompt_set": "hpdv2"}))
-    return root
 
 
 @pytest.fixture
@@ -126,7 +104,7 @@ def test_unified_reward_gives_alignment_and_image_quality_from_one_reply(samples
         assert list(rows["value"]) == [p + offset for p in rows["prompt_id"]]
 
 
-def test_geneval_scores_one_row_per_image_with_its_task(tmp_path, mask2former_dir, clip_checkpoint):  # noqa: F811
+def test_geneval_scores_one_row_per_image_with_its_task(tmp_path, mask2former_dir, clip_checkpoint):
     from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector, score_folder
 
     root = write_samples(tmp_path / "geneval", GENEVAL_ROWS, size=64, labels=False)

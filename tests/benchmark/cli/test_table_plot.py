@@ -10,8 +10,8 @@ from PIL import Image
 from benchmark.cli import main
 from evaluators.geneval import load_metadata
 from evaluators.report import GENEVAL_TASKS, write_scores
-from tests.benchmark.cli.test_score import write_samples
-from tests.evaluators.report.test_plots import make_run
+from tests.benchmark.cli.helpers import write_samples
+from tests.evaluators.report.helpers import make_run
 
 RUNS = {"pretrained": ("pretrained", 0.0), "leap-a0.1": ("leapalign", 0.1), "leap-a0.3": ("leapalign", 0.3)}
 

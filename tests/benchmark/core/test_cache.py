@@ -7,10 +7,10 @@ import pytest
 import torch
 import yaml
 
+from benchmark.cli import main
 from benchmark.core.backbones.flux import FluxCond
 from benchmark.core.backbones.sd3 import SD3Cond
 from benchmark.core.cache import EmbeddingCache, prompt_key, write_cache
-from benchmark.cli import main
 from benchmark.core.errors import ConfigError
 from benchmark.core.prompts import load_prompts
 from benchmark.core.testing import PROMPTS, fake_encoder, single_thread, tiny_flux_pipeline

@@ -10,7 +10,8 @@ from diffusers import FluxPipeline, FluxTransformer2DModel
 from benchmark.core.backbones.flux import FluxCond
 from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
 from benchmark.core.checkpoint import latest_valid, list_checkpoints, verify
-from benchmark.core.testing import TinyReward, single_thread, tiny_config
+from benchmark.core.testing import single_thread
+from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from benchmark.core.backbones.base import shift_sigmas
-from benchmark.core.engine import (NoGradPlan, gaussian_logprob, rollout, sde_sigma, sde_step, step_kl,
-                              step_logprob)
+from benchmark.core.engine import NoGradPlan, gaussian_logprob, rollout, sde_sigma, sde_step, step_kl, step_logprob
 from benchmark.core.testing import single_thread
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():

@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from benchmark.cli import main
+from benchmark.core.testing import single_thread, tiny_cache
 from benchmark.training.config import config_from_dict, dump_config, load_config
-from benchmark.core.testing import single_thread, tiny_cache, tiny_tree
+from benchmark.training.testing import tiny_tree
 
 
 @pytest.fixture(autouse=True)

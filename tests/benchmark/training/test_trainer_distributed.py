@@ -13,13 +13,14 @@ from safetensors.torch import load_file
 
 from benchmark.core.backbones.tiny import tiny_flux
 from benchmark.core.distributed import env_from_environment, first_host
-from benchmark.core.testing import TinyReward, single_thread, tiny_config
+from benchmark.core.testing import single_thread
+from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 
 SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-from benchmark.core.testing import TinyReward, tiny_config
+from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 result = train(tiny_config(sys.argv[1], "flux", "leapalign", sys.argv[2:]), TinyReward())
 print("DONE", result.status, result.step)

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from benchmark.core.checkpoint import verify
-from benchmark.core.testing import FaultyReward, TinyReward, single_thread, tiny_config
+from benchmark.core.testing import single_thread
+from benchmark.training.testing import FaultyReward, TinyReward, tiny_config
 from benchmark.training.trainer import NonFiniteStop, train
 
 ARGS = ["schedule.iterations=4", "checkpoint.every=1", "checkpoint.keep=10", "optim.lr=1e-2"]
@@ -83,7 +84,7 @@ def test_non_finite_every_step_stops_with_message_and_checkpoint(tmp_path):
 SCRIPT = """
 import os, signal, sys, torch
 torch.set_num_threads(1)
-from benchmark.core.testing import TinyReward, tiny_config
+from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 tmp, mode = sys.argv[1], sys.argv[2]
 cfg = tiny_config(tmp, "flux", "leapalign", {args!r})

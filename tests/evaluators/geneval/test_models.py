@@ -15,51 +15,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from benchmark.core.errors import ConfigError
 from evaluators.geneval.colour import ClipColourClassifier, colour_templates, paste_crop
 from evaluators.geneval.detectors import (
-    Mask2FormerDetector, MMDetDetector, coco_label_map, mask_to_box, mmdet_result_to_detections,
+    Mask2FormerDetector,
+    MMDetDetector,
+    coco_label_map,
+    mask_to_box,
+    mmdet_result_to_detections,
 )
 from evaluators.geneval.rules import Detection, evaluate
 from evaluators.geneval.score import score_folder, summarize, write_prompt_folder, write_results
 from evaluators.geneval.vocab import CLASSES, COLORS
-
-LABELS = ["person", "dog", "wall-other-merged", "mouse"]  # a stuff label (dropped) and an alias
-
-
-@pytest.fixture(scope="module")
-def mask2former_dir(tmp_path_factory):
-    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, SwinConfig
-
-    swin = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                      window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = Mask2FormerConfig(
-        backbone_config=swin, use_pretrained_backbone=False, num_queries=8, hidden_dim=32, feature_size=32,
-        mask_feature_size=32, encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,
-        num_attention_heads=2, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
-    )
-    torch.manual_seed(0)
-    model = Mask2FormerForUniversalSegmentation(config)
-    with torch.no_grad():  # every query says "dog" with probability ~1, so scores are ~ mean mask probability
-        model.class_predictor.weight.zero_()
-        model.class_predictor.bias.fill_(-10.0)
-        model.class_predictor.bias[LABELS.index("dog")] = 10.0
-    path = tmp_path_factory.mktemp("m2f")
-    model.save_pretrained(path)
-    Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def clip_checkpoint(tmp_path_factory):
-    import open_clip
-
-    root = tmp_path_factory.mktemp("clip")
-    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    (root / "geneval-tiny-clip.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(root / "geneval-tiny-clip.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model("geneval-tiny-clip", pretrained=None, force_quick_gelu=True)
-    torch.save(model.state_dict(), root / "tiny_clip.pt")
-    return root / "tiny_clip.pt"
+from tests.conftest import GENEVAL_LABELS as LABELS
 
 
 def noise_image(h=48, w=80, seed=0):

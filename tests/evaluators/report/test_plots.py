@@ -1,6 +1,5 @@
 """Figures from synthetic telemetry and results: the PNGs exist, open, and have the designed pixel size."""
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -8,25 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluators.report import (paper_ablation, paper_table, plot_ablation, plot_geneval_radar, plot_grad_norms,
-                               plot_sample_grid, plot_training_curves, read_run)
-
-
-def make_run(path, seed, geneval=True, nested=True):
-    rng = np.random.default_rng(seed)
-    path.mkdir(parents=True)
-    with open(path / "metrics.jsonl", "w") as f:
-        for step in range(40):
-            record = {"step": step, "reward_mean": 0.3 + 0.002 * step + rng.normal(0, 0.003),
-                      "reward_std": 0.01, "loss": 0.2, "grad_norm": float(rng.lognormal(0, 0.5))}
-            if nested:
-                record |= {"grad_norm_single": record["grad_norm"] * 0.7,
-                           "grad_norm_nested": record["grad_norm"] * 0.3}
-            if geneval and step % 10 == 0:
-                record["geneval"] = 0.65 + 0.002 * step
-            f.write(json.dumps(record) + "\n")
-    (path / "config.yaml").write_text("method:\n  name: leapalign\n  alpha: 0.3\n")
-    return path
+from evaluators.report import (
+    paper_ablation,
+    paper_table,
+    plot_ablation,
+    plot_geneval_radar,
+    plot_grad_norms,
+    plot_sample_grid,
+    plot_training_curves,
+    read_run,
+)
+from tests.evaluators.report.helpers import make_run
 
 
 @pytest.fixture

@@ -6,8 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluators.report import (GENEVAL_TASKS, build_table, read_scores, to_latex, to_markdown, write_scores,
-                               write_table, write_tables)
+from evaluators.report import (
+    GENEVAL_TASKS,
+    build_table,
+    read_scores,
+    to_latex,
+    to_markdown,
+    write_scores,
+    write_table,
+    write_tables,
+)
 
 # run -> (method, shift of the reward means, GenEval pass rate); ordered so the ranks are certain.
 RUNS = {"flux-base": ("pretrained", 0.00, 0.40), "flux-refl": ("refl", 0.02, 0.50),

@@ -13,7 +13,7 @@ def no_loading(monkeypatch):
     """Any attempt to load a model fails the test: validation must come first."""
     def refuse(cfg, device):
         raise AssertionError(f"tried to load {cfg.name} before validating")
-    monkeypatch.setattr(config_module, "_load", refuse)
+    monkeypatch.setattr(config_module, "load", refuse)
 
 
 @pytest.mark.parametrize("name", ["hpsv2", "pickscore", "imagereward", "hpsv3"])
@@ -73,11 +73,14 @@ def test_weighted_reward_sums_parts_and_is_differentiable():
     weighted = WeightedReward({"hpsv2": (a, 2.0), "imagereward": (b, -0.5)})
     x = torch.rand(2, 3, 224, 224, requires_grad=True)
     prompts = ["a cat", "a dog"]
-    total = weighted(x, prompts)
+    total, parts = weighted.score(x, prompts)  # the total and its parts from one call
     with torch.no_grad():
         expected = 2.0 * a(x, prompts) - 0.5 * b(x, prompts)
     torch.testing.assert_close(total.detach(), expected)
-    torch.testing.assert_close(weighted.last_parts["hpsv2"], a(x, prompts).detach())
+    torch.testing.assert_close(weighted(x, prompts).detach(), expected)
+    assert {k: w for k, (_, w) in parts.items()} == {"hpsv2": 2.0, "imagereward": -0.5}
+    torch.testing.assert_close(parts["hpsv2"][0], a(x, prompts).detach())
+    torch.testing.assert_close(parts["imagereward"][0], b(x, prompts).detach())
     assert weighted.differentiable and weighted.name == "2*hpsv2+-0.5*imagereward"
     total.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

@@ -7,7 +7,6 @@ from benchmark.core.errors import ConfigError
 from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector, load_evaluation_metadata, write_metadata
 from evaluators.geneval.score import score_pil
 from evaluators.rewards import RewardConfig, build_reward
-from tests.evaluators.geneval.test_models import clip_checkpoint, mask2former_dir  # noqa: F401 (fixtures)
 
 
 @pytest.fixture()
@@ -21,7 +20,7 @@ def metadata(tmp_path):
     return path, rows
 
 
-def test_geneval_reward_equals_the_scorer(mask2former_dir, clip_checkpoint, metadata):  # noqa: F811
+def test_geneval_reward_equals_the_scorer(mask2former_dir, clip_checkpoint, metadata):
     path, rows = metadata
     reward = build_reward(RewardConfig(name="geneval", path=str(mask2former_dir), base_path=str(clip_checkpoint),
                                        metadata=str(path), clip_model="geneval-tiny-clip"))
@@ -42,7 +41,7 @@ def test_geneval_reward_equals_the_scorer(mask2former_dir, clip_checkpoint, meta
         reward(images[:1], ["a photo of something unknown"])
 
 
-def test_geneval_reward_config_errors(tmp_path, mask2former_dir, clip_checkpoint, metadata):  # noqa: F811
+def test_geneval_reward_config_errors(tmp_path, mask2former_dir, clip_checkpoint, metadata):
     path, _ = metadata
     good = dict(name="geneval", path=str(mask2former_dir), base_path=str(clip_checkpoint), metadata=str(path))
     for field, change in (("reward.path", {"path": str(tmp_path / "none")}),

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from evaluators.rewards import HPSv2, HPSv3, ImageReward, PickScore, tiny_reward
 from evaluators.rewards.imagereward_keys import original_to_ours, ours_to_original
 from evaluators.rewards.tiny import TINY_OPEN_CLIP, qwen2vl_tokenizer
-from tests.evaluators.rewards.test_reference import ReferenceImageReward
+from tests.evaluators.rewards.reference_imagereward import ReferenceImageReward
 
 PROMPTS = ["a photo of a cat", "a red car"]
 

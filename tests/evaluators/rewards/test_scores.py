@@ -18,9 +18,14 @@ import torch
 from evaluators.rewards import tiny_reward
 from evaluators.rewards.hpsv3 import INSTRUCTION, PIXELS, REWARD_SUFFIX
 from evaluators.rewards.imagereward import REWARD_MEAN, REWARD_STD
-from tests.evaluators.rewards.test_reference import ReferenceImageReward
-from tests.evaluators.rewards.test_transforms import (as_tensor, hpsv2_official, imagereward_official,
-                                                      pickscore_official, smooth_image)
+from tests.evaluators.rewards.official import (
+    as_tensor,
+    hpsv2_official,
+    imagereward_official,
+    pickscore_official,
+    smooth_image,
+)
+from tests.evaluators.rewards.reference_imagereward import ReferenceImageReward
 
 PROMPTS = ["a photo of a cat", "a red car on the table sitting in a tree"]
 NATIVE_RTOL = 1e-5

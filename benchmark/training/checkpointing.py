@@ -1,0 +1,74 @@
+"""The checkpoint policy of a run: when to save, how many to keep, and what to resume from.
+
+A checkpoint is written every ``checkpoint.every`` steps, at the last step, when a preemption signal arrives
+and when the run stops on non-finite steps; the newest ``checkpoint.keep`` complete ones are kept. Resuming
+takes the newest checkpoint that verifies (``--resume auto``) or a given one, restores model, optimiser, EMA
+and the trainer's progress and RNG states. The format itself is ``benchmark.core.checkpoint``'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.optim import Optimizer
+
+from benchmark.core import distributed
+from benchmark.core.checkpoint import latest_valid, load_checkpoint, save_checkpoint
+from benchmark.core.seeding import restore_rng, rng_state
+from benchmark.training.config import RunConfig
+from benchmark.training.ema import EMA
+
+
+@dataclass
+class Progress:
+    """What the loop counts, saved with every checkpoint (``trainer.pt``'s "state")."""
+
+    step: int = 0  # the last completed optimiser step
+    skipped_total: int = 0  # steps skipped for a non-finite loss or gradient
+    consecutive_skips: int = 0
+
+    def record(self, step: int, skipped: bool) -> None:
+        self.step = step
+        self.skipped_total += int(skipped)
+        self.consecutive_skips = self.consecutive_skips + 1 if skipped else 0
+
+
+class Checkpointer:
+    """Saves and restores the trained state of one run under ``<run_dir>/checkpoints``."""
+
+    def __init__(self, cfg: RunConfig, env: distributed.DistEnv, backbone: str):
+        self.root = Path(cfg.run_dir) / "checkpoints"
+        self.every, self.keep, self.last_step = cfg.checkpoint.every, cfg.checkpoint.keep, cfg.schedule.iterations
+        self.lora, self.backbone, self.env = cfg.lora, backbone, env
+        self.latest: Path | None = None  # the newest checkpoint written or resumed from
+
+    def due(self, step: int) -> bool:
+        """Save after this step? Every ``every`` steps (0: never) and at the last one."""
+        return bool(self.every and step % self.every == 0) or step == self.last_step
+
+    def resume(self, resume: str | None, model: nn.Module, optimizer: Optimizer, ema: EMA) -> Progress:
+        """Restore from ``resume`` ("auto": the newest valid checkpoint, if any; a directory; None/"none": nothing).
+
+        Every rank loads the same checkpoint (rank 0 picks it); RNG states are restored too.
+        """
+        if resume in (None, "none"):
+            return Progress()
+        found = latest_valid(self.root) if resume == "auto" else Path(resume)
+        ckpt = distributed.broadcast_object(found if self.env.is_main else None)
+        if ckpt is None:
+            return Progress()
+        trainer = load_checkpoint(ckpt, model, optimizer, ema, lora=self.lora, is_main=self.env.is_main,
+                                  world_size=self.env.world_size)
+        restore_rng(trainer["rng"])
+        self.latest = ckpt
+        return Progress(**trainer["state"])
+
+    def save(self, progress: Progress, model: nn.Module, optimizer: Optimizer, ema: EMA) -> Path:
+        """Write the checkpoint of ``progress.step`` (a collective: every rank calls it) and prune old ones."""
+        trainer_state: dict[str, Any] = {"state": asdict(progress), "rng": rng_state()}
+        self.latest = save_checkpoint(self.root, progress.step, model, optimizer, ema, trainer_state, lora=self.lora,
+                                      backbone=self.backbone, is_main=self.env.is_main, keep=self.keep)
+        return self.latest
