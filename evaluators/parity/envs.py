@@ -34,12 +34,13 @@ ENVIRONMENTS: dict[str, list[list[str]]] = {
          "accelerate==0.26.1", "datasets==2.16.1", "huggingface-hub==0.20.3"],
         ["--no-build-isolation", "fairscale==0.4.13"],
         ["--no-deps", "image-reward==1.5"],
+        ["setuptools<81"],  # openai CLIP imports pkg_resources, which setuptools 81 removed
     ],
     "pickscore": [["transformers==4.27.3"]],
     "hpsv3": [
         ["transformers==4.45.2", "trl==0.11.4", "peft==0.13.2", "accelerate==1.0.1", "datasets==3.0.1",
          "omegaconf", "fire", "matplotlib", "tensorboard", "pandas", "safetensors", "pyyaml", "einops",
-         "requests", "packaging", "timm"],
+         "requests", "packaging", "timm", "rich"],
         ["--no-deps", "hpsv3==1.0.0"],
     ],
 }
