@@ -39,8 +39,12 @@ def main() -> None:
     inferencer = HPSv3RewardInferencer(str(config_path), str(checkpoint), device="cpu")
     with torch.no_grad():
         rewards = inferencer.reward(task["images"], task["prompts"])
+    batch = inferencer.prepare_batch(task["images"], task["prompts"])
+    tokens = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
     finish(task, rewards[:, 0].tolist(), layout, config=(base / "config.json").read_text(),
-           vocab_size=len(inferencer.processor.tokenizer))
+           vocab_size=len(inferencer.processor.tokenizer), tokens=tokens,
+           image_grid_thw=batch["image_grid_thw"].tolist(),
+           pixel_sums=[float(batch["pixel_values"].double().sum()), float(batch["pixel_values"].double().abs().sum())])
 
 
 if __name__ == "__main__":
