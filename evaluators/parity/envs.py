@@ -16,6 +16,7 @@ official package itself) is the environment's own, at the pinned version.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -109,6 +110,4 @@ def versions(python: Path, names: tuple[str, ...]) -> dict[str, str]:
             "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))")
     out = subprocess.run([str(python), "-c", code, *names], check=True, capture_output=True, text=True,
                          env={**os.environ, "PYTHONNOUSERSITE": "1"})
-    import json  # only here: the rest of the module has no use for it
-
     return json.loads(out.stdout)

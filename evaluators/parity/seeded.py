@@ -10,7 +10,9 @@ layers: 1-D ``*weight`` (norms) 1 + 0.1 N, other 1-D 0.1 N, matrices and kernels
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -215,9 +217,6 @@ def bytes_to_unicode() -> dict[int, str]:
 def write_qwen2vl_tokenizer(out) -> int:
     """vocab.json, merges.txt, tokenizer_config.json (special tokens, chat template), chat_template.json and
     preprocessor_config.json of a tiny Qwen2-VL in ``out``; returns the vocabulary size with the specials."""
-    import json
-    from pathlib import Path
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     alphabet = list(bytes_to_unicode().values())
