@@ -151,9 +151,7 @@ PICKSCORE_CONFIG = {
 # ImageReward: BLIP's VisionTransformer (patch 16 at 224, as create_vit builds it) at a small width; the text
 # encoder keeps BERT-base's width 768 because ImageReward's head is MLP(768); one layer.
 IMAGEREWARD_VIT = {"patch_size": 16, "embed_dim": 64, "depth": 2, "num_heads": 2}
-BERT_WORDS = ("a an the of on in and with at by to for is photo cat dog car red blue green white black two three "
-              "sitting table street night parked sofa astronaut riding horse moon detailed lighting style city "
-              "painting old man park bowl plate clock bench tokyo rain people café au lait wooden naïve").split()
+BERT_WORDS = ["a", "an", "the", "of", "on", "in", "and", "with", "at", "by", "to", "for", "is", "photo", "cat", "dog", "car", "red", "blue", "green", "white", "black", "two", "three", "sitting", "table", "street", "night", "parked", "sofa", "astronaut", "riding", "horse", "moon", "detailed", "lighting", "style", "city", "painting", "old", "man", "park", "bowl", "plate", "clock", "bench", "tokyo", "rain", "people", "café", "au", "lait", "wooden", "naïve"]
 
 
 def imagereward_med_config(vocab_size: int) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 PARITY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PARITY))
 
-import seeded  # noqa: E402  (evaluators/parity/seeded.py, standalone)
+import seeded
 
 
 def job() -> dict:
@@ -20,4 +20,4 @@ def finish(job: dict, scores: list[float], layout: list, **extra) -> None:
     Path(job["out"]).write_text(json.dumps({"scores": [float(s) for s in scores], "layout": layout, **extra}))
 
 
-__all__ = ["job", "finish", "seeded"]
+__all__ = ["finish", "job", "seeded"]

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 from common import finish, job, seeded
-
-import hpsv2.img_score as img_score
+from hpsv2 import img_score
 from hpsv2.src.open_clip import factory
 
 

@@ -5,16 +5,15 @@ hidden states: its autocast is CUDA-only), deepspeed null (training only)."""
 
 from pathlib import Path
 
+import hpsv3
 import safetensors.torch
 import torch
 import yaml
 from common import finish, job, seeded
-from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-import hpsv3
 from hpsv3 import HPSv3RewardInferencer
 from hpsv3.train import create_model_and_processor
 from hpsv3.utils.parser import DataConfig, ModelConfig, PEFTLoraConfig, TrainingConfig, parse_args_with_yaml
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
 
 def main() -> None:

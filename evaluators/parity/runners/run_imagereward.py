@@ -7,12 +7,11 @@ import json
 import os
 from pathlib import Path
 
+import ImageReward as RM
 import torch
 from common import finish, job, seeded
-
-import ImageReward as RM
-import ImageReward.models.BLIP.blip_pretrain as blip_pretrain
 from ImageReward.ImageReward import ImageReward
+from ImageReward.models.BLIP import blip_pretrain
 from ImageReward.models.BLIP.vit import VisionTransformer
 
 
