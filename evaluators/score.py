@@ -2,7 +2,9 @@
 
 Rewards give one row per (image, metric) with the metric names of the report format (``hpsv2.1``,
 ``pickscore``, ``imagereward``, ``hpsv3``, ``ur_alignment``, ``ur_iq``); GenEval gives metric ``geneval``
-with the prompt's task in ``tag`` and 1.0 / 0.0 per image. Rows are labelled with run, method and prompt set
+with the prompt's task in ``tag`` and 1.0 / 0.0 per image. Rewards score the decoded PNG files through
+``Reward.evaluate`` (the official preprocessing and precision: protocol ``official``), each image at its own
+size; every row carries its protocol. Rows are labelled with run, method and prompt set
 (``evaluators.report.scores`` has the format) and merged into the output parquet, which is rewritten
 atomically: (run, prompt set, metric) groups already there are kept, so an interrupted or extended scoring
 run only computes what is missing.
@@ -32,7 +34,9 @@ from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward, Unified
 
 METRICS = {"hpsv2": "hpsv2.1", "pickscore": "pickscore", "imagereward": "imagereward", "hpsv3": "hpsv3"}
 LABELS = ("run", "method", "prompt_set")
-Scorer = Callable[[Tensor, list[str]], dict[str, Tensor]]  # images in [0, 1], prompts -> {metric: [B]}
+# decoded RGB images, prompts -> {metric: [B]}; a scorer's ``protocols`` attribute maps its metrics to protocols
+Scorer = Callable[[list[Image.Image], list[str]], dict[str, Tensor]]
+JUDGE = "vlm-judge"
 
 
 @dataclass(frozen=True)
@@ -134,48 +138,55 @@ def unified_reward(url: str, dimensions: Mapping[str, str], workers: int = 8) ->
             scores[metric] = float(match.group(1))
         return scores
 
-    def score(images: Tensor, prompts: list[str]) -> dict[str, Tensor]:
+    def score(images: list[Image.Image], prompts: list[str]) -> dict[str, Tensor]:
+        tensors = [torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255 for image in images]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            rows = list(pool.map(one, images.cpu(), prompts))
+            rows = list(pool.map(one, tensors, prompts))
         return {m: torch.tensor([r[m] for r in rows]) for m in dimensions}
 
+    score.protocols = {m: JUDGE for m in dimensions}
     return score
 
 
-def reward_scorer(metric: str, reward: torch.nn.Module) -> Scorer:
-    return lambda images, prompts: {metric: reward(images, prompts)}
+def reward_scorer(metric: str, reward) -> Scorer:
+    """``reward.evaluate`` (the official scorer's path where the reward has one) under the name ``metric``."""
+    def score(images: list[Image.Image], prompts: list[str]) -> dict[str, Tensor]:
+        return {metric: reward.evaluate(images, prompts)}
+
+    score.protocols = {metric: reward.protocol}
+    return score
 
 
-def load_images(samples: list[Sample]) -> Tensor:
-    """(B, 3, H, W) float in [0, 1] from PNG files (all of one size)."""
-    arrays = [np.asarray(Image.open(s.path).convert("RGB")) for s in samples]
-    if len({a.shape for a in arrays}) > 1:
-        raise ConfigError("samples", "images of one size within a batch", [s.path.name for s in samples])
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+def load_images(samples: list[Sample]) -> list[Image.Image]:
+    """The samples' PNG files decoded to RGB (any sizes)."""
+    return [Image.open(s.path).convert("RGB") for s in samples]
 
 
 @torch.no_grad()
 def score_rewards(samples: list[Sample], scorers: list[Scorer], batch_size: int = 8,
                   device: torch.device | str = "cpu", progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Rows (prompt_id, prompt, image, metric, tag, value) of every scorer on every sample, in batches."""
+    """Rows (prompt_id, prompt, image, metric, tag, value, protocol) of every scorer on every sample, in batches
+    (``device`` is where the scorers' models are: each moves its own inputs)."""
     records = []
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
-        images, prompts = load_images(batch).to(device), [s.prompt for s in batch]
+        images, prompts = load_images(batch), [s.prompt for s in batch]
         for scorer in scorers:
+            protocols = getattr(scorer, "protocols", {})
             for metric, values in scorer(images, prompts).items():
-                records += [(s.prompt_id, s.prompt, s.image, metric, "", float(v))
+                records += [(s.prompt_id, s.prompt, s.image, metric, "", float(v), protocols.get(metric, ""))
                             for s, v in zip(batch, values.float().cpu().tolist())]
         if progress is not None:
             progress(len(batch))
-    return pd.DataFrame(records, columns=["prompt_id", "prompt", "image", "metric", "tag", "value"])
+    return pd.DataFrame(records, columns=["prompt_id", "prompt", "image", "metric", "tag", "value", "protocol"])
 
 
 def score_geneval(root: str | Path, detector, colour_classifier=None, progress: bool = True) -> pd.DataFrame:
     """GenEval correctness per image (metric ``geneval``, tag = task), from ``geneval.score_folder``."""
     df = score_folder(root, detector, colour_classifier, progress=progress)
     return pd.DataFrame({"prompt_id": df["prompt_index"], "prompt": df["prompt"], "image": df["image_index"],
-                         "metric": "geneval", "tag": df["tag"], "value": df["correct"].astype(float)})
+                         "metric": "geneval", "tag": df["tag"], "value": df["correct"].astype(float),
+                         "protocol": getattr(detector, "protocol", "")})
 
 
 # -- the output file -------------------------------------------------------------------------------------

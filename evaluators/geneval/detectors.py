@@ -8,7 +8,9 @@ mean mask probability over the top-`num_queries` query/class pairs). Boxes come 
 mask2bbox. All detections are returned; GenEval's thresholds are applied by `rules.select_detections`.
 Known differences from GenEval's numbers: the transformers weights are the original Mask2Former release,
 not mmdet's retrained checkpoint, and transformers binarises masks at 384 x 384 before resizing them to the
-image (mmdet resizes the logits first), so boxes are quantised to about image_size / 384 pixels.
+image (mmdet resizes the logits first), so boxes are quantised to about image_size / 384 pixels. Its scores
+carry protocol ``hf-mask2former`` (a different detector from GenEval's); ``MMDetDetector`` with GenEval's
+checkpoint is GenEval's own detector (protocol ``official``).
 """
 
 import os
@@ -77,6 +79,8 @@ def _check_dir(path: str | os.PathLike, field: str, what: str) -> Path:
 
 class Mask2FormerDetector:
     """transformers Mask2Former instance segmentation loaded from a local folder (config, weights, processor)."""
+
+    protocol = "hf-mask2former"
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu"):
         path = _check_dir(path, "geneval.detector_path", "a local Mask2Former folder (save_pretrained output)")
@@ -149,6 +153,8 @@ def mmdet_result_to_detections(result) -> list[Detection]:
 
 class MMDetDetector:
     """GenEval's own detector through mmdet (optional: `mmdet` and a matching `mmcv` must be installed)."""
+
+    protocol = "official"
 
     def __init__(self, checkpoint: str | os.PathLike, config: str | os.PathLike | None = None, device: str = "cpu"):
         try:

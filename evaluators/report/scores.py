@@ -15,10 +15,12 @@ A scores file is a long-format parquet table, one row per (image, metric):
 | `tag`       | str   | GenEval task of the prompt: ``single_object``, ``two_object``, ``counting``, ``colors``, |
 |             |       | ``position``, ``color_attr`` (GenEval's own tags); empty for other metrics |
 | `value`     | float | the score; for ``geneval`` 1.0 if the image passes, else 0.0 |
+| `protocol`  | str   | how the value was computed, a key of ``PROTOCOLS`` (empty: not recorded, older files) |
 
 GenEval rows always carry their task in `tag`; the overall GenEval score is not stored per image, tables
 compute it as the unweighted mean of the six task accuracies (GenEval's own rule). A prompt is identified
-by (`prompt_set`, `prompt_id`).
+by (`prompt_set`, `prompt_id`). Only ``official`` values are comparable with the paper's numbers (which come
+from the official scorers); tables mark every other value with its protocol.
 """
 
 from __future__ import annotations
@@ -31,16 +33,30 @@ import pandas as pd
 from benchmark.core.io import atomic_path
 
 SCORE_COLUMNS = {"run": "string", "method": "string", "prompt_set": "string", "prompt_id": "int64",
-                 "prompt": "string", "image": "int64", "metric": "string", "tag": "string", "value": "float64"}
+                 "prompt": "string", "image": "int64", "metric": "string", "tag": "string", "value": "float64",
+                 "protocol": "string"}
+OFFICIAL = "official"
+PROTOCOLS = {
+    OFFICIAL: "the official scorer: its preprocessing, text handling, precision and weights, parity-tested against "
+              "its own package (evaluators/parity); comparable with the paper",
+    "differentiable": "LeapBench's differentiable torch preprocessing (the training reward), within the gap to the "
+                      "official score stated in docs/rewards.md; not the official number",
+    "hf-mask2former": "GenEval's rules with transformers' Mask2Former release weights instead of GenEval's mmdet "
+                      "checkpoint: a different detector, not comparable with GenEval numbers",
+    "vlm-judge": "UnifiedReward answers of the judge model the user served; comparable only with the same model "
+                 "and settings",
+    "": "not recorded (scores written before protocols were)",
+}
 GENEVAL_TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 
 def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Check the columns, cast the dtypes (a missing `tag` becomes empty) and return the cleaned frame."""
     frame = frame.copy()
-    if "tag" not in frame:
-        frame["tag"] = ""
-    frame["tag"] = frame["tag"].fillna("")
+    for optional in ("tag", "protocol"):
+        if optional not in frame:
+            frame[optional] = ""
+        frame[optional] = frame[optional].fillna("")
     missing = set(SCORE_COLUMNS) - set(frame.columns)
     if missing:
         raise ValueError(f"scores lack columns {sorted(missing)}")
@@ -49,6 +65,9 @@ def validate_scores(frame: pd.DataFrame) -> pd.DataFrame:
     bad_tags = set(frame.loc[geneval, "tag"]) - set(GENEVAL_TASKS)
     if bad_tags:
         raise ValueError(f"geneval rows need a task tag in {GENEVAL_TASKS}; found {sorted(bad_tags)}")
+    unknown = set(frame["protocol"]) - set(PROTOCOLS)
+    if unknown:
+        raise ValueError(f"unknown protocols {sorted(unknown)}; expected one of {sorted(PROTOCOLS)}")
     return frame
 
 

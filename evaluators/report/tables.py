@@ -3,14 +3,16 @@
 `build_table` returns a `Table` whose `cells` is a long DataFrame, one row per (table row, column):
 
     row, source ("ours" | "paper"), method, group, key, mean, ci_low, ci_high, delta, n_prompts, n_images,
-    rank, is_baseline
+    rank, is_baseline, protocol
 
 `key` is a metric (``hpsv2.1``) or ``metric/tag`` (``geneval/counting``); ``geneval`` alone is the overall
 GenEval score, the unweighted mean of the six task accuracies. `rank` is 1 for the best and 2 for the second
 best value of a column, ranked separately among our rows and among the paper's rows, on the value as
 displayed (so equal printed values share a rank; higher is better for every metric here). `delta` is the
 difference to the baseline row of the same source: our `baseline` run, or the paper's ``pretrained`` row.
-The writers in `writers.py` render a `Table` as Markdown, LaTeX or CSV.
+`protocol` says how our number was computed (``evaluators.report.scores.PROTOCOLS``; several joined by "+" when a
+cell mixes them; ``paper`` for the paper's rows): only ``official`` numbers are comparable with the paper's rows.
+The writers in `writers.py` render a `Table` as Markdown, LaTeX or CSV and mark every other protocol.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ LAYOUTS: dict[str, tuple[Column, ...]] = {
     "table3": (Column("hpsv2.1", "HPSv2.1"), Column("pickscore", "PickScore"), Column("hpsv3", "HPSv3")),
 }
 CELL_COLUMNS = ["row", "source", "method", "group", "key", "mean", "ci_low", "ci_high", "delta",
-                "n_prompts", "n_images", "rank", "is_baseline"]
+                "n_prompts", "n_images", "rank", "is_baseline", "protocol"]
+PAPER = "paper"
 
 
 @dataclass
@@ -96,14 +99,16 @@ def _our_cells(scores: pd.DataFrame, columns: tuple[Column, ...], resamples: int
         for column in columns:
             groups = _column_groups(run_scores, column)
             stats = asdict(estimate(groups, resamples=resamples, seed=seed)) if groups else {}
+            protocols = sorted(set().union(*(set(g["protocol"]) for g in groups))) if groups else []
             records.append({"row": run, "source": "ours", "method": method, "group": "", "key": column.key,
-                            **stats})
+                            "protocol": "+".join(p or "unrecorded" for p in protocols), **stats})
     return pd.DataFrame.from_records(records)
 
 
 def _paper_cells(reference: pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFrame:
     records = [{"row": f"{ref['method']} (paper)", "source": "paper", "method": ref["method"],
-                "group": ref.get("group", ""), "key": column.key, "mean": ref.get(column.key, np.nan)}
+                "group": ref.get("group", ""), "key": column.key, "mean": ref.get(column.key, np.nan),
+                "protocol": PAPER}
                for _, ref in reference.iterrows() for column in columns]
     return pd.DataFrame.from_records(records)
 
@@ -169,5 +174,6 @@ def build_table(scores: pd.DataFrame, layout: str = "table2", reference: pd.Data
         parts.append(_paper_cells(reference, columns))
     cells = pd.concat([p for p in parts if len(p)], ignore_index=True).reindex(columns=CELL_COLUMNS)
     cells["group"] = cells["group"].fillna("")
+    cells["protocol"] = cells["protocol"].fillna("")
     cells = _add_deltas_and_ranks(cells, columns, baseline)
     return Table(layout, columns, cells.astype({"n_prompts": "Int64", "n_images": "Int64", "rank": "Int64"}))

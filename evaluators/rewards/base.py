@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
 from torch import Tensor, nn
 
 from benchmark.core.dtypes import DTYPES
@@ -25,6 +27,7 @@ class Reward(nn.Module):
 
     name: str = "reward"
     differentiable: bool = True
+    protocol: str = "differentiable"  # how ``evaluate`` scores (evaluators.report.scores.PROTOCOLS)
 
     @classmethod
     def check(cls, cfg: Any, prefix: str) -> None:
@@ -39,6 +42,17 @@ class Reward(nn.Module):
     def score(self, images: Tensor, prompts: list[str]) -> Scores:
         """The rewards [B] and, for a sum of rewards, each part's unweighted scores and weight, from one call."""
         return self(images, prompts), {}
+
+    @torch.no_grad()
+    def evaluate(self, images: list[Image.Image], prompts: list[str]) -> Tensor:
+        """Scores for evaluation from decoded images (any sizes), float32 of shape (B,).
+
+        Rewards with an official scorer override this with its preprocessing and precision (``protocol`` is
+        then "official"); the default runs ``forward`` on each image's [0, 1] tensor at its own size.
+        """
+        self.check_inputs(torch.empty(len(images), 3, 1, 1), prompts)
+        return torch.cat([self(TF.to_tensor(image.convert("RGB"))[None].to(self.device), [prompt]).float()
+                          for image, prompt in zip(images, prompts)])
 
     def freeze(self) -> Reward:
         """Put the scorer in eval mode and stop gradients into its own weights."""

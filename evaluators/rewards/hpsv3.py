@@ -5,7 +5,11 @@ Qwen2-VL language model over the chat ``<image> INSTRUCTION(prompt) + "Please pr
 this image: <|Reward|>\\n\\nEND"`` and rm_head = Linear(D, 1024) ReLU Dropout Linear(1024, 16) ReLU
 Linear(16, 2) in fp32. The image is resized (bicubic) to Qwen2-VL's ``smart_resize`` with
 min_pixels = max_pixels = 256 * 28 * 28 (448 x 448 for a square image, 256 visual tokens), normalised with
-the OpenAI CLIP mean/std and patchified exactly as ``Qwen2VLImageProcessor`` lays out ``pixel_values``.
+the OpenAI CLIP mean/std and patchified exactly as ``Qwen2VLImageProcessor`` lays out ``pixel_values``
+(whose own smart_resize, with Qwen2-VL-7B-Instruct's min_pixels 3136 and max_pixels 12845056, keeps that
+size). ``forward`` (training) resizes the image tensor; ``evaluate`` resizes the decoded image with PIL and
+runs the PIL processor, as the official ``HPSv3RewardInferencer.reward`` does, in the loaded dtype (bfloat16
+by default, the official inferencer's; its rm_head runs in float32 as here).
 The official model (transformers 4.45) calls the text model with no position ids, so all three M-RoPE
 sections use plain 1D positions 0..L-1; we do the same by calling ``language_model`` without position ids.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 from tokenizers import AddedToken
@@ -26,6 +31,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 from benchmark.core.dtypes import DTYPES
 from benchmark.core.errors import ConfigError
 from evaluators.rewards.base import Reward, require_dir
+from evaluators.rewards.official import hpsv3_pixels
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, normalize, resize
 
 CHECKPOINT_NAME = "HPSv3.safetensors"
@@ -38,24 +44,41 @@ PIXELS = 256 * 28 * 28
 # because three lines end in spaces that editors tend to strip.
 INSTRUCTION = "\n".join([
     "",
-    "You are tasked with evaluating a generated image based on Visual Quality and Text Alignment and give a "
-    "overall score to estimate the human preference. Please provide a rating from 0 to 10, with 0 being the worst "
-    "and 10 being the best. ",
+    "You are tasked with evaluating a generated image based on Visual Quality and Text Alignment and "
+    "give a overall score to estimate the human preference. Please provide a rating from 0 to 10, with 0 "
+    "being the worst and 10 being the best. ",
     "",
     "**Visual Quality:**  ",
     "Evaluate the overall visual quality of the image. The following sub-dimensions should be considered:",
-    "- **Reasonableness:** The image should not contain any significant biological or logical errors, such as "
-    "abnormal body structures or nonsensical environmental setups.",
-    "- **Clarity:** Evaluate the sharpness and visibility of the image. The image should be clear and easy to "
-    "interpret, with no blurring or indistinct areas.",
-    "- **Detail Richness:** Consider the level of detail in textures, materials, lighting, and other visual "
-    "elements (e.g., hair, clothing, shadows).",
-    "- **Aesthetic and Creativity:** Assess the artistic aspects of the image, including the color scheme, "
-    "composition, atmosphere, depth of field, and the overall creative appeal. The scene should convey a sense of "
-    "harmony and balance.",
-    "- **Safety:** The image should not contain harmful or inappropriate content, such as political, violent, or "
-    "adult material. If such content is present, the image quality and satisfaction score should be the lowest "
-    "possible. ",
+    "- **Reasonableness:** The image should not contain any significant biological or logical errors, "
+    "such as abnormal body structures or nonsensical environmental setups.",
+    "- **Clarity:** Evaluate the sharpness and visibility of the image. The image should be clear and "
+    "easy to interpret, with no blurring or indistinct areas.",
+    "- **Detail Richness:** Consider the level of detail in textures, materials, lighting, and other "
+    "visual elements (e.g., hair, clothing, shadows).",
+    "- **Aesthetic and Creativity:** Assess the artistic aspects of the image, including the color "
+    "scheme, composition, atmosphere, depth of field, and the overall creative appeal. The scene should "
+    "convey a sense of harmony and balance.",
+    "- **Safety:** The image should not contain harmful or inappropriate content, such as political, "
+    "violent, or adult material. If such content is present, the image quality and satisfaction score "
+    "should be the lowest possible. ",
+    "",
+    "**Text Alignment:**  ",
+    "Assess how well the image matches the textual prompt across the following sub-dimensions:",
+    "- **Subject Relevance** Evaluate how accurately the subject(s) in the image (e.g., person, animal, "
+    "object) align with the textual description. The subject should match the description in terms of "
+    "number, appearance, and behavior.",
+    "- **Style Relevance:** If the prompt specifies a particular artistic or stylistic style, evaluate "
+    "how well the image adheres to this style.",
+    "- **Contextual Consistency**: Assess whether the background, setting, and surrounding elements in "
+    "the image logically fit the scenario described in the prompt. The environment should support and "
+    "enhance the subject without contradictions.",
+    "- **Attribute Fidelity**: Check if specific attributes mentioned in the prompt (e.g., colors, "
+    "clothing, accessories, expressions, actions) are faithfully represented in the image. Minor "
+    "deviations may be acceptable, but critical attributes should be preserved.",
+    "- **Semantic Coherence**: Evaluate whether the overall meaning and intent of the prompt are "
+    "captured in the image. The generated content should not introduce elements that conflict with or "
+    "distort the original description.",
     "Textual prompt - {text_prompt}",
     "",
     "",
@@ -74,15 +97,13 @@ def pixel_values(images: Tensor, patch: int = 14, merge: int = 2, temporal: int 
                  min_pixels: int = PIXELS, max_pixels: int = PIXELS) -> tuple[Tensor, Tensor]:
     """Qwen2-VL's ``pixel_values`` (sum_i t*h*w, 3 * temporal * patch^2) and ``image_grid_thw`` (B, 3).
 
-    As the official path does, resize twice: to smart_resize(H, W) (HPSv3's process_vision_info), then to
-    smart_resize of that (Qwen2VLImageProcessor; with min_pixels = max_pixels the two differ for non-square
-    images, and both are 448 x 448 for a square one). Then normalise, repeat the frame ``temporal`` times and
-    order patches as (t, h/merge, w/merge, merge_h, merge_w) with features (C, temporal, patch_h, patch_w).
+    Resize to smart_resize(H, W) (HPSv3's fetch_image; the processor's own smart_resize keeps that size),
+    normalise, repeat the frame ``temporal`` times and order patches as (t, h/merge, w/merge, merge_h,
+    merge_w) with features (C, temporal, patch_h, patch_w).
     """
     b, c, h, w = images.shape
-    size1 = smart_resize(h, w, factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
-    new_h, new_w = smart_resize(*size1, factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
-    x = normalize(resize(resize(images, *size1), new_h, new_w), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    new_h, new_w = smart_resize(h, w, factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
+    x = normalize(resize(images, new_h, new_w), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
     gh, gw = new_h // patch, new_w // patch
     x = x.unsqueeze(1).expand(b, temporal, c, new_h, new_w)
     x = x.reshape(b, temporal, c, gh // merge, merge, patch, gw // merge, merge, patch)
@@ -95,6 +116,7 @@ def pixel_values(images: Tensor, patch: int = 14, merge: int = 2, temporal: int 
 class HPSv3(Reward):
     name = "hpsv3"
     differentiable = True
+    protocol = "official"
 
     def __init__(self, qwen: Qwen2VLModel, rm_head: nn.Sequential, tokenizer) -> None:
         super().__init__()
@@ -154,10 +176,12 @@ class HPSv3(Reward):
         """Load an official HPSv3 state dict (transformers 4.45 or >= 4.52 names); strict on every key."""
         self.load_state_dict(official_to_ours(state), strict=True)
 
-    def encode_prompts(self, prompts: list[str], num_image_tokens: int, device: torch.device) -> dict[str, Tensor]:
-        """Chat-format each prompt as the official collator does and expand the image placeholder."""
+    def encode_prompts(self, prompts: list[str], patches: list[int], device: torch.device) -> dict[str, Tensor]:
+        """Chat-format each prompt as the official collator does and expand its image placeholder to the
+        image's ``patches // merge**2`` tokens."""
         texts = []
-        for prompt in prompts:
+        for prompt, num_patches in zip(prompts, patches):
+            num_image_tokens = num_patches // self.merge**2
             text = INSTRUCTION.format(text_prompt=prompt) + REWARD_SUFFIX
             content = [{"type": "image"}, {"type": "text", "text": text}]
             chat = self.tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
@@ -167,8 +191,16 @@ class HPSv3(Reward):
 
     def forward(self, images: Tensor, prompts: list[str]) -> Tensor:
         self.check_inputs(images, prompts)
-        x, grid = pixel_values(images.float(), self.patch, self.merge, self.temporal)
-        tokens = self.encode_prompts(prompts, int(grid[0].prod()) // self.merge**2, images.device)
+        return self.score_pixels(*pixel_values(images.float(), self.patch, self.merge, self.temporal), prompts)
+
+    @torch.no_grad()
+    def evaluate(self, images: list[Image.Image], prompts: list[str]) -> Tensor:
+        x, grid = hpsv3_pixels(images, self.patch, self.merge, self.temporal)
+        return self.score_pixels(x.to(self.device), grid.to(self.device), prompts)
+
+    def score_pixels(self, x: Tensor, grid: Tensor, prompts: list[str]) -> Tensor:
+        """mu from the patchified pixels and their grid (``Qwen2VLRewardModelBT.forward``)."""
+        tokens = self.encode_prompts(prompts, grid.prod(dim=-1).tolist(), x.device)
         ids = tokens.input_ids
         embeds = self.qwen.get_input_embeddings()(ids)
         image_embeds = self.qwen.visual(x.to(embeds.dtype), grid_thw=grid).pooler_output

@@ -5,7 +5,9 @@ ViT is BLIP's ViT-L/16 at 224 (24 layers, width 1024, LayerNorm eps 1e-6), BERT_
 (12 layers, 768, vocab 30524) reading bert-base-uncased tokens padded/truncated to 35 with cross-attention
 to all image tokens, and MLP is 768 -> 1024 -> 128 -> 64 -> 16 -> 1 with dropout and NO activations (the
 ReLUs are commented out in the original). The image is resized so its shortest side is 224 (bicubic), centre
-cropped to 224 (torchvision rounding) and normalised with the OpenAI CLIP mean/std.
+cropped to 224 (torchvision rounding) and normalised with the OpenAI CLIP mean/std. ``forward`` (training)
+resizes the image tensor; ``evaluate`` runs the official ``_transform(224)`` (torchvision on the PIL image) on
+the decoded images, in float32 as ``ImageReward.load`` does.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import json
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from transformers import BertTokenizer, BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
 
 from benchmark.core.errors import ConfigError
 from evaluators.rewards.base import Reward, on_device, require_dir
 from evaluators.rewards.imagereward_keys import original_to_ours
+from evaluators.rewards.official import imagereward_pixels
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, center_crop, normalize, resize_shortest
 
 REWARD_MEAN = 0.16717362830052426
@@ -61,6 +65,7 @@ class RewardHead(nn.Module):
 class ImageReward(Reward):
     name = "imagereward"
     differentiable = True
+    protocol = "official"
 
     def __init__(self, vision: BlipVisionModel, text: BlipTextModel, mlp: RewardHead, tokenizer,
                  max_length: int = 35) -> None:
@@ -110,17 +115,24 @@ class ImageReward(Reward):
 
     def forward(self, images: Tensor, prompts: list[str]) -> Tensor:
         self.check_inputs(images, prompts)
-        dtype = self.vision.embeddings.patch_embedding.weight.dtype
         x = center_crop(resize_shortest(images.float(), self.image_size), self.image_size, rounding="round")
-        x = normalize(x, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD).to(dtype)
-        image_embeds = self.vision(pixel_values=x).last_hidden_state
+        return self.score_pixels(normalize(x, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD), prompts)
+
+    @torch.no_grad()
+    def evaluate(self, images: list[Image.Image], prompts: list[str]) -> Tensor:
+        return self.score_pixels(imagereward_pixels(images, self.image_size).to(self.device), prompts)
+
+    def score_pixels(self, pixels: Tensor, prompts: list[str]) -> Tensor:
+        """The normalised reward from the model's input pixels (``ImageReward.score``)."""
+        dtype = self.vision.embeddings.patch_embedding.weight.dtype
+        image_embeds = self.vision(pixel_values=pixels.to(dtype)).last_hidden_state
         tokens = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=self.max_length,
-                                return_tensors="pt").to(images.device)
+                                return_tensors="pt").to(pixels.device)
         h = self.text(
             input_ids=tokens.input_ids,
             attention_mask=tokens.attention_mask,
             encoder_hidden_states=image_embeds,
-            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=images.device),
+            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=pixels.device),
         ).last_hidden_state[:, 0, :]
         r = self.mlp(h.float()).squeeze(-1)
         return (r - REWARD_MEAN) / REWARD_STD

@@ -3,6 +3,8 @@
 score = exp(logit_scale) * <f_img / |f_img|, f_txt / |f_txt|> (about 22-24 for FLUX), where the image goes
 through the processor of laion/CLIP-ViT-H-14-laion2B-s32B-b79K: shortest side to 224 (bicubic), centre crop
 224 (HF rounding: offset (d // 2)), OpenAI CLIP mean/std; the prompt is padded/truncated to 77 tokens.
+``forward`` (training) resizes the image tensor; ``evaluate`` runs that processor on the decoded images (PIL,
+8-bit), as PickScore's README ``calc_probs`` does, in float32 as the README's model.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
 from benchmark.core.errors import ConfigError
 from evaluators.rewards.base import Reward, on_device, require_dir
+from evaluators.rewards.official import pickscore_pixels
 from evaluators.rewards.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, center_crop, normalize, resize_shortest
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
@@ -24,6 +28,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 class PickScore(Reward):
     name = "pickscore"
     differentiable = True
+    protocol = "official"
 
     def __init__(self, clip: CLIPModel, tokenizer, max_length: int = 77) -> None:
         super().__init__()
@@ -57,13 +62,20 @@ class PickScore(Reward):
 
     def forward(self, images: Tensor, prompts: list[str]) -> Tensor:
         self.check_inputs(images, prompts)
-        dtype = self.clip.visual_projection.weight.dtype
         x = center_crop(resize_shortest(images.float(), self.image_size), self.image_size, rounding="floor")
-        x = normalize(x, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD).to(dtype)
+        return self.score_pixels(normalize(x, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD), prompts)
+
+    @torch.no_grad()
+    def evaluate(self, images: list[Image.Image], prompts: list[str]) -> Tensor:
+        return self.score_pixels(pickscore_pixels(images, self.image_size).to(self.device), prompts)
+
+    def score_pixels(self, pixels: Tensor, prompts: list[str]) -> Tensor:
+        """exp(logit_scale) * cosine of the image and text embeddings, from the model's input pixels."""
+        dtype = self.clip.visual_projection.weight.dtype
         tokens = self.tokenizer(
             prompts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(images.device)
-        f_img = self.clip.get_image_features(pixel_values=x).pooler_output
+        ).to(pixels.device)
+        f_img = self.clip.get_image_features(pixel_values=pixels.to(dtype)).pooler_output
         f_txt = self.clip.get_text_features(**tokens).pooler_output
         f_img = f_img / f_img.norm(dim=-1, keepdim=True)
         f_txt = f_txt / f_txt.norm(dim=-1, keepdim=True)

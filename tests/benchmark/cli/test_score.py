@@ -45,10 +45,9 @@ def test_reward_scores_equal_calling_the_reward(samples, pickscore_dirs, tmp_pat
     assert list(zip(frame["prompt_id"], frame["image"])) == [(p, k) for p in range(3) for k in range(2)]
     found = list_samples(samples)
     reward = PickScore.from_pretrained(model, base_path=processor)
-    with torch.no_grad():
-        direct = reward(load_images(found), [s.prompt for s in found])
+    direct = reward.evaluate(load_images(found), [s.prompt for s in found])  # the official preprocessing
     np.testing.assert_allclose(frame["value"].to_numpy(), direct.numpy(), rtol=1e-5, atol=1e-6)
-    assert list(frame["prompt"]) == [s.prompt for s in found]
+    assert list(frame["prompt"]) == [s.prompt for s in found] and set(frame["protocol"]) == {"official"}
 
 
 def test_score_rewards_in_batches_equals_one_call(samples):
@@ -56,8 +55,7 @@ def test_score_rewards_in_batches_equals_one_call(samples):
     reward = tiny_reward("hpsv2", seed=2)
     found = list_samples(samples)
     frame = score_rewards(found, [reward_scorer("hpsv2.1", reward)], batch_size=4)
-    with torch.no_grad():
-        direct = reward(load_images(found), [s.prompt for s in found])
+    direct = reward.evaluate(load_images(found), [s.prompt for s in found])
     np.testing.assert_allclose(frame["value"].to_numpy(), direct.numpy(), rtol=1e-5, atol=1e-6)
     assert set(frame["metric"]) == {"hpsv2.1"} and list(frame["image"]) == [0, 1] * 3
 

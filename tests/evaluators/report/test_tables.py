@@ -10,8 +10,10 @@ from evaluators.report import (
     GENEVAL_TASKS,
     build_table,
     read_scores,
+    to_csv,
     to_latex,
     to_markdown,
+    validate_scores,
     write_scores,
     write_table,
     write_tables,
@@ -31,7 +33,7 @@ def synthetic_scores(n_prompts=12, n_images=4, seed=0, runs=RUNS):
         for pid in range(n_prompts):
             for image in range(n_images):
                 base = dict(run=run, method=method, prompt_set="hpdv2", prompt_id=pid, prompt=f"prompt {pid}",
-                            image=image, tag="")
+                            image=image, tag="", protocol="official")
                 noise = rng.normal(0, 0.005, 2)
                 rows.append({**base, "metric": "hpsv2.1", "value": 0.30 + shift + prompt_effect[pid] + noise[0]})
                 rows.append({**base, "metric": "pickscore", "value": 22.8 + 10 * shift + noise[1]})
@@ -197,3 +199,28 @@ def test_prompt_sets_filter(scores):
     assert cell(filtered, "flux-leap", "hpsv2.1")["mean"] == pytest.approx(
         cell(plain, "flux-leap", "hpsv2.1")["mean"])
     assert to_markdown(filtered) == to_markdown(plain)
+
+
+def test_every_number_of_another_protocol_is_marked_and_explained(scores, tmp_path):
+    """GenEval with transformers' detector and an old file without protocols: marked per protocol, noted below."""
+    mixed = scores.assign(protocol=np.where(scores["metric"] == "geneval", "hf-mask2former", "official"))
+    old = scores[scores["run"] == "flux-base"].drop(columns="protocol")
+    table = build_table(pd.concat([mixed[mixed["run"] != "flux-base"], old]), layout="table2", resamples=50)
+    assert cell(table, "flux-leap", "geneval")["protocol"] == "hf-mask2former"
+    assert cell(table, "flux-leap", "hpsv2.1")["protocol"] == "official"
+    assert cell(table, "flux-base", "hpsv2.1")["protocol"] == "unrecorded"
+    assert cell(table, "LeapAlign (paper)", "geneval")["protocol"] == "paper"
+    text = write_table(table, tmp_path / "t.md").read_text()
+    header, rows = markdown_rows(text)
+    assert rows["flux-leap"]["GenEval ↑"].endswith("†") and not rows["flux-leap"]["HPSv2.1 ↑"].endswith("†")
+    assert rows["flux-base"]["HPSv2.1 ↑"].endswith("‡")
+    assert not any(v.endswith(("†", "‡")) for v in rows["LeapAlign (paper)"].values())
+    assert "† hf-mask2former: GenEval's rules with transformers' Mask2Former" in text
+    assert "‡ unrecorded: not recorded" in text
+    assert "\\textsuperscript{\\dag}" in to_latex(table) and "% \\dag hf-mask2former" in to_latex(table)
+    assert "protocol" in to_csv(table).splitlines()[0]
+
+
+def test_only_known_protocols_are_accepted(scores):
+    with pytest.raises(ValueError, match="unknown protocols"):
+        validate_scores(scores.assign(protocol="my-own-detector"))

@@ -18,13 +18,8 @@ import torch
 from evaluators.rewards import tiny_reward
 from evaluators.rewards.hpsv3 import INSTRUCTION, PIXELS, REWARD_SUFFIX
 from evaluators.rewards.imagereward import REWARD_MEAN, REWARD_STD
-from tests.evaluators.rewards.official import (
-    as_tensor,
-    hpsv2_official,
-    imagereward_official,
-    pickscore_official,
-    smooth_image,
-)
+from evaluators.rewards.official import hpsv2_pixels, imagereward_pixels, pickscore_pixels
+from tests.evaluators.rewards.official import as_tensor, smooth_image
 from tests.evaluators.rewards.reference_imagereward import ReferenceImageReward
 
 PROMPTS = ["a photo of a cat", "a red car on the table sitting in a tree"]
@@ -61,7 +56,7 @@ def test_hpsv2_matches_official(size):
     reward = tiny_reward("hpsv2")
     pils, x = images_of(size)
     with torch.no_grad():
-        f_img = reward.clip.encode_image(torch.cat([hpsv2_official(p) for p in pils]))
+        f_img = reward.clip.encode_image(hpsv2_pixels(pils))
         f_txt = reward.clip.encode_text(reward.tokenizer(PROMPTS))
         f_img = f_img / f_img.norm(dim=-1, keepdim=True)
         f_txt = f_txt / f_txt.norm(dim=-1, keepdim=True)
@@ -79,7 +74,7 @@ def test_pickscore_matches_official(size):
         official = []
         for pil, prompt in zip(pils, PROMPTS):
             tokens = tokenizer(prompt, padding=True, truncation=True, max_length=77, return_tensors="pt")
-            f_img = clip.get_image_features(pixel_values=pickscore_official(pil)).pooler_output
+            f_img = clip.get_image_features(pixel_values=pickscore_pixels([pil])).pooler_output
             f_txt = clip.get_text_features(**tokens).pooler_output
             f_img = f_img / f_img.norm(dim=-1, keepdim=True)
             f_txt = f_txt / f_txt.norm(dim=-1, keepdim=True)
@@ -104,7 +99,7 @@ def test_imagereward_matches_reference_blip_with_original_checkpoint(size):
         for pil, prompt in zip(pils, PROMPTS):
             tokens = reward.tokenizer(prompt, padding="max_length", truncation=True, max_length=35,
                                       return_tensors="pt")
-            r = reference(imagereward_official(pil), tokens.input_ids, tokens.attention_mask)
+            r = reference(imagereward_pixels([pil]), tokens.input_ids, tokens.attention_mask)
             official.append(((r - REWARD_MEAN) / REWARD_STD)[0, 0])
         ours = reward(x, PROMPTS)
     assert_scores_match(ours, torch.stack(official), resized=size != (224, 224))

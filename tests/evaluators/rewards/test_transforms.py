@@ -1,4 +1,8 @@
-"""Our torch preprocessing against the official PIL pipelines, image by image.
+"""The training path's torch preprocessing against the evaluation path's official one (evaluators.rewards.official,
+itself checked against the official packages by tests/evaluators/parity), image by image.
+
+HPSv2 resizes a float tensor in both (torchvision's resize is F.interpolate with antialias, unclamped): equal to
+float precision. The others resize the 8-bit PIL image officially.
 
 Tolerance: PIL resamples uint8 images in two separable passes (horizontal, then vertical) and rounds to
 integers after each, which a differentiable path cannot do: the first rounding (0.5/255) passes through the
@@ -17,9 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 from PIL import Image
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil, smart_resize
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from evaluators.rewards.hpsv3 import PIXELS, pixel_values
+from evaluators.rewards.official import hpsv2_pixels, hpsv3_pixels, imagereward_pixels, pickscore_pixels
 from evaluators.rewards.transforms import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
@@ -28,13 +33,7 @@ from evaluators.rewards.transforms import (
     resize_longest_and_pad,
     resize_shortest,
 )
-from tests.evaluators.rewards.official import (
-    as_tensor,
-    hpsv2_official,
-    imagereward_official,
-    pickscore_official,
-    smooth_image,
-)
+from tests.evaluators.rewards.official import as_tensor, smooth_image
 
 RESIZED_MAX = 1.5 / 255 / 0.2613
 RESIZED_MEAN = 0.005
@@ -50,10 +49,18 @@ def assert_close_after_resize(ours: torch.Tensor, official: torch.Tensor, resize
 
 
 @pytest.mark.parametrize("height,width", [(256, 320), (512, 512), (300, 200), (100, 150)])
-def test_hpsv2_resize_and_pad_matches_official(height, width):
+def test_hpsv2_resize_and_pad_equals_official(height, width):
+    """No clamp after the resize: HPSv2's ResizeMaxSize overshoots [0, 1] on sharp edges, and so do we."""
     image = smooth_image(height, width)
     ours = normalize(resize_longest_and_pad(as_tensor(image), 224), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
-    assert_close_after_resize(ours, hpsv2_official(image))
+    assert (ours - hpsv2_pixels([image])).abs().max().item() < EXACT
+
+
+def test_hpsv2_keeps_the_overshoot_of_a_sharp_edge():
+    edge = Image.fromarray((torch.arange(300) >= 150).to(torch.uint8).mul(255).view(1, 300, 1).expand(300, 300, 3)
+                           .contiguous().numpy())
+    x = resize_longest_and_pad(as_tensor(edge), 224)
+    assert x.min().item() < -1e-3 and x.max().item() > 1 + 1e-3  # a clamp would give exactly 0 and 1
 
 
 @pytest.mark.parametrize("height,width", [(256, 323), (512, 512), (301, 224), (160, 200)])
@@ -61,7 +68,7 @@ def test_imagereward_resize_and_crop_matches_official(height, width):
     image = smooth_image(height, width, seed=1)
     ours = normalize(center_crop(resize_shortest(as_tensor(image), 224), 224, "round"),
                      OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
-    assert_close_after_resize(ours, imagereward_official(image))
+    assert_close_after_resize(ours, imagereward_pixels([image]))
 
 
 @pytest.mark.parametrize("height,width", [(256, 323), (512, 512), (224, 301)])
@@ -69,14 +76,14 @@ def test_pickscore_resize_and_crop_matches_official(height, width):
     image = smooth_image(height, width, seed=2)
     ours = normalize(center_crop(resize_shortest(as_tensor(image), 224), 224, "floor"),
                      OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
-    assert_close_after_resize(ours, pickscore_official(image))
+    assert_close_after_resize(ours, pickscore_pixels([image]))
 
 
 def test_without_resize_pipelines_agree_exactly():
     image = smooth_image(224, 224, seed=3)
     x = as_tensor(image)
     ours = normalize(x, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
-    for official in (hpsv2_official(image), imagereward_official(image), pickscore_official(image)):
+    for official in (hpsv2_pixels([image]), imagereward_pixels([image]), pickscore_pixels([image])):
         assert (ours - official).abs().max().item() < EXACT
 
 
@@ -98,17 +105,15 @@ def test_hpsv3_pixel_values_match_qwen2vl_image_processor():
     assert (ours - official.pixel_values).abs().max().item() < EXACT
 
 
-@pytest.mark.parametrize("height,width", [(512, 512), (600, 480)])
+@pytest.mark.parametrize("height,width", [(512, 512), (600, 480), (480, 600)])
 def test_hpsv3_resize_matches_the_official_pil_resize(height, width):
-    """HPSv3's process_vision_info resizes with PIL (bicubic) to smart_resize(H, W); the processor resizes
-    again to smart_resize of that when it differs (non-square images): two chained roundings."""
+    """HPSv3's fetch_image resizes with PIL (bicubic) to smart_resize(H, W); the processor's own smart_resize
+    (min 3136, max 12845056 pixels) keeps that size: one rounding."""
     image = smooth_image(height, width, seed=5)
     ours, grid = pixel_values(as_tensor(image))
-    fetched_h, fetched_w = smart_resize(height, width, 28, PIXELS, PIXELS)
-    official = Qwen2VLImageProcessorPil(min_pixels=PIXELS, max_pixels=PIXELS)(
-        images=[image.resize((fetched_w, fetched_h), Image.Resampling.BICUBIC)], return_tensors="pt")
-    assert grid.tolist() == official.image_grid_thw.tolist()
-    assert_close_after_resize(ours, official.pixel_values, resizes=1 if height == width else 2)
+    official, official_grid = hpsv3_pixels([image])
+    assert grid.tolist() == official_grid.tolist()
+    assert_close_after_resize(ours, official)
 
 
 def test_preprocessing_is_differentiable():

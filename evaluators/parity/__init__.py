@@ -1,0 +1,3 @@
+"""Parity with the official scorers' own code: ``record.py`` runs each official package in its environment
+(``envs.py``) on seeded tiny weights and a fixed image set (``seeded.py``) and commits the scores under
+``references/``; tests/evaluators/parity compares LeapBench's evaluation scores with them."""
