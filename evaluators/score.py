@@ -16,7 +16,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 from urllib.parse import urlparse
 
 import numpy as np
@@ -89,15 +89,21 @@ def sampling_labels(root: str | Path) -> dict:
     return {k: str(settings[k]) for k in LABELS if settings.get(k)}
 
 
-def check_images(samples: list[Sample]) -> None:
-    """Every image is a whole PNG (PIL's verify: chunk structure and checksums, no decoding), before any
-    model is loaded; ConfigError naming the first bad file."""
-    for sample in samples:
+def check_images(paths: Iterable[Path], same_size: bool = True) -> None:
+    """Every image is a whole PNG (PIL's verify: chunk structure and checksums, no decoding) and, with
+    ``same_size``, all of one size; checked before any model is loaded, ConfigError naming the first bad file."""
+    sizes: dict[tuple[int, int], Path] = {}
+    for path in paths:
         try:
-            with Image.open(sample.path) as image:
+            with Image.open(path) as image:
                 image.verify()
+                sizes.setdefault(image.size, path)
         except (OSError, SyntaxError, ValueError) as err:  # PIL reports a damaged PNG with any of these
-            raise ConfigError("samples", f"readable PNG images ({type(err).__name__}: {err})", str(sample.path)) from None
+            raise ConfigError("samples", f"readable PNG images ({type(err).__name__}: {err})", str(path)) from None
+    if same_size and len(sizes) > 1:
+        (a, first), (b, other) = list(sizes.items())[:2]
+        raise ConfigError("samples", f"images of one size ({first.name} is {a[0]}x{a[1]}, {other} is "
+                          f"{b[0]}x{b[1]})", str(other.parent.parent.parent))
 
 
 # -- rewards -------------------------------------------------------------------------------------------

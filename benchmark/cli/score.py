@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if unified:
         S.check_unified(args.unified_reward, unified, reachable=True)
-    S.check_images(samples)
+    S.check_images(s.path for s in samples)
 
     # one metric at a time, each written as soon as it is scored: a metric that fails keeps the others
     jobs = {m: (lambda c=c: [S.reward_scorer(S.METRICS[c.name], build_reward(c, device))]) for m, c in rewards.items()}
@@ -126,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
             raise
         except Exception as err:  # noqa: BLE001 - reported below, after the other metrics are saved
             failed[name] = err
-            print(f"leapbench score: {name} failed ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}); "
-                  "the other metrics go on", file=sys.stderr)
+            first = str(err).splitlines()[0][:300] if str(err) else ""
+            print(f"  {name}: failed ({type(err).__name__}: {first}); the other metrics go on", file=sys.stderr)
             continue
         existing = S.merge_scores(existing, frame, labels, args.out)
         means = frame.groupby(["metric", "tag"], sort=False)["value"].mean()

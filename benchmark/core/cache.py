@@ -51,8 +51,8 @@ def prompt_key(prompt: str) -> str:
 class EmbeddingCache:
     """Read access to a cache directory (lazy: tensors are memory-mapped per shard, read per batch)."""
 
-    def __init__(self, root: Path, index: dict):
-        self.root, self.index = root, index
+    def __init__(self, root: Path, index: dict, field: str = "prompts.cache"):
+        self.root, self.index, self.field = root, index, field  # field: what the user called the cache
         self._handles: dict[str, Any] = {}
 
     @classmethod
@@ -65,7 +65,7 @@ class EmbeddingCache:
         index = read_index(root, field)
         if not index["order"]:
             raise ConfigError(field, "a cache holding at least one prompt", str(root))
-        cache = cls(root, index)
+        cache = cls(root, index, field)
         for shard in sorted({v["shard"] for v in index["prompts"].values()}):
             problem = shard_problem(root / shard, index.get("shards", {}).get(shard))
             if problem is not None:
@@ -91,7 +91,7 @@ class EmbeddingCache:
         missing = [p for p in prompts if p not in self]
         if missing:
             raise ConfigError(
-                "prompts.cache", f"embeddings of every prompt of prompts.file ({len(missing)} missing, "
+                self.field, f"embeddings of every prompt of the prompt file ({len(missing)} missing, "
                 f"e.g. {missing[0]!r}; run `leapbench embed`)", str(self.root)
             )
         return prompts
@@ -122,7 +122,7 @@ class EmbeddingCache:
             handle = self._handles[shard]
             return {f: handle.get_tensor(f"{key}/{f}") for f in self.index["fields"]}
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
-            raise ConfigError("prompts.cache", f"a readable shard {shard} holding prompt {key} ({err}; rerun "
+            raise ConfigError(self.field, f"a readable shard {shard} holding prompt {key} ({err}; rerun "
                               "`leapbench embed` to repair it)", str(self.root)) from None
 
 

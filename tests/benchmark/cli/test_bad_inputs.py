@@ -1,6 +1,6 @@
 """The corpus of named bad inputs (``bad_inputs.CASES``, over 200, every command) fed to the real entry point:
-each ends with its exit status (2, or 130 for Ctrl-C) and one message line naming what was wrong, never a
-traceback. ``python -m tests.benchmark.cli.test_bad_inputs`` prints how many cases end each way."""
+each ends with its exit status (2, or 130 for Ctrl-C) and one message naming what was wrong (one line, or one
+line heading a list where a dry run lists every missing input), never a traceback. ``python -m tests.benchmark.cli.test_bad_inputs`` prints how many cases end each way."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def outcome(case: Case, world: World, tmp: Path, patch) -> tuple[str, str]:
         return "traceback", "".join(traceback.format_exception_only(type(exc), exc)).strip()
     lines = [line for line in err.splitlines() if line.startswith("leapbench")]
     expect = case.expect.format(tmp=tmp, **fields)
-    if code != case.code or len(lines) != 1 or expect not in lines[0] or "Traceback" in err:
+    if code != case.code or len(lines) != 1 or expect not in err or "Traceback" in err:
         return "wrong", f"exit {code}, stderr {err.strip()[-600:]!r}"
     return "clean", lines[0]
 
