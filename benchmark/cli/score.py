@@ -29,7 +29,7 @@ from benchmark.core.io import check_writable
 from evaluators import score as S
 from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
 from evaluators.rewards import build_reward
-from evaluators.rewards.unified_reward import DIMENSIONS
+from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedRewardError
 from evaluators.score import is_geneval
 
 
@@ -148,7 +148,11 @@ def score_metric(args: argparse.Namespace, samples: list, make, device) -> pd.Da
     if make is not None:
         scorers = make()
         with tqdm(total=len(samples), desc="score", disable=args.no_progress) as bar:
-            return S.score_rewards(samples, scorers, args.batch_size, device, bar.update)
+            try:
+                return S.score_rewards(samples, scorers, args.batch_size, device, bar.update)
+            except UnifiedRewardError as err:  # the server stopped answering, or answered without a score
+                raise ConfigError("--unified-reward", "a server that answers every request with a score",
+                                  str(err)[:300]) from None
     detector = Mask2FormerDetector(args.geneval_detector, device)
     colour = ClipColourClassifier(args.geneval_clip, args.geneval_clip_model, device) if args.geneval_clip else None
     return S.score_geneval(args.samples, detector, colour, progress=not args.no_progress)

@@ -240,7 +240,7 @@ class Trainer:
         ckpt, saved = self.checkpointer.latest, "the last finite step"
         try:
             ckpt = self.save()
-        except NonFiniteWeights:
+        except NonFiniteStop:
             saved = "non-finite, so nothing was saved; the newest checkpoint is the last good state"
         raise NonFiniteStop(
             f"stopped at step {row['step']}: {self.progress.consecutive_skips} consecutive steps with a non-finite "
@@ -250,7 +250,10 @@ class Trainer:
         )
 
     def save(self) -> Path:
-        return self.checkpointer.save(self.progress, self.model, self.optimizer, self.ema)
+        try:
+            return self.checkpointer.save(self.progress, self.model, self.optimizer, self.ema)
+        except NonFiniteWeights as err:  # never checkpointed: the run stops, the previous checkpoint stays the newest
+            raise NonFiniteStop(f"{err}. Check the reward and lower optim.lr or optim.grad_clip.") from None
 
 
 # -- pieces of the setup -------------------------------------------------------------------------------------
