@@ -60,19 +60,19 @@ class SlurmOptions:
     def check(self, prefix: str = "slurm.") -> SlurmOptions:
         """Every set field's type and range, before anything reaches #SBATCH; ConfigError naming the field as
         ``prefix`` + name ("slurm.cpus_per_task", or "--" for the command line: "--cpus-per-task")."""
-        def name(field: str) -> str:
-            return f"--{field.replace('_', '-')}" if prefix == "--" else f"{prefix}{field}"
+        def name(key: str) -> str:
+            return f"--{key.replace('_', '-')}" if prefix == "--" else f"{prefix}{key}"
 
-        for field, low in self.LOWEST.items():
-            value = getattr(self, field)
+        for key, low in self.LOWEST.items():
+            value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ConfigError(name(field), f"an integer >= {low}", value)
+                raise ConfigError(name(key), f"an integer >= {low}", value)
         if self.mem_per_task_gb is not None and not (isinstance(self.mem_per_task_gb, (int, float))
                                                      and 0 < self.mem_per_task_gb < float("inf")):
             raise ConfigError(name("mem_per_task_gb"), "a positive number of GB", self.mem_per_task_gb)
-        for field in ("partition", "account", "qos", "constraint"):
-            if getattr(self, field) is not None and not isinstance(getattr(self, field), str):
-                raise ConfigError(name(field), "a string", getattr(self, field))
+        for key in ("partition", "account", "qos", "constraint"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                raise ConfigError(name(key), "a string", getattr(self, key))
         if self.time is not None:
             minutes(self.time, name("time"))
         if not isinstance(self.extra, list) or not all(
@@ -208,7 +208,7 @@ def problems(spec: Spec, root: Path, cluster: str, options: dict[str, SlurmOptio
                 ws = world_size(cluster, options[stage])
                 check = getattr(fn, "check", None)
                 if check is None and stage == "train":  # a custom train stage: the run config's own checks
-                    check = lambda t, w: check_run(training_config(t, Path(t["run_dir"])), w, "auto",  # noqa: E731
+                    check = lambda t, w: check_run(training_config(t, Path(t["run_dir"])), w, "auto",
                                                    check_reward=False)
                 if check is not None:
                     check(tree, ws)

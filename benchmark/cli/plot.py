@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from benchmark.core.errors import ConfigError
-from benchmark.core.io import check_writable
+from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators import report
 from evaluators.report import GENEVAL_TASKS, paper_table, read_scores
 from evaluators.report.stats import estimate
@@ -174,6 +174,7 @@ def check_options(args: argparse.Namespace) -> None:
     if out.suffix.lower() != ".png" or out.is_dir():
         raise ConfigError("--out", "a .png file (figures are written as PNG)", args.out)
     check_writable(out, "--out")
+    remove_stale_temporaries(out.parent)
 
 
 def figure(args: argparse.Namespace) -> Path:

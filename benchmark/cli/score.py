@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from benchmark.core.devices import check_device
 from benchmark.core.errors import ConfigError, user_problem
-from benchmark.core.io import check_writable
+from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators import score as S
 from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
 from evaluators.rewards import build_reward
@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("score", "at least one of --reward, --reward-config, --unified-reward, --geneval-detector")
     existing = S.existing_scores(args.out)
     check_writable(args.out, "--out")
+    remove_stale_temporaries(Path(args.out).parent)  # a killed run's half-written parquet
     done = set() if args.overwrite else S.done_metrics(existing, labels)
     rewards = {m: c for m, c in rewards.items() if m not in done}
     unified = {m: d for m, d in unified.items() if m not in done}

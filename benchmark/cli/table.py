@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from benchmark.core.errors import ConfigError
-from benchmark.core.io import check_writable
+from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators.report import LAYOUTS, build_table, read_scores, to_markdown, write_tables
 
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", "a directory", str(out))
     check_writable(out, "--out")
+    remove_stale_temporaries(out)
     try:
         scores = read_scores(args.scores)
     except (OSError, ValueError) as err:

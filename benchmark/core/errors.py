@@ -10,9 +10,12 @@ class ConfigError(ValueError):
     """A bad config value, path or file. The message names the field and what was expected."""
 
     def __init__(self, field: str, expected: str, got: object = None):
-        self.field = field
+        self.field, self.expected, self.got = field, expected, got
         got_part = "" if got is None else f", got {got!r}"
         super().__init__(f"{field}: expected {expected}{got_part}")
+
+    def __reduce__(self):  # pickled whole: across ranks (broadcast_object) and out of submitit jobs
+        return type(self), (self.field, self.expected, self.got)
 
 
 # errno -> what the file or folder should have been; these come from the user's environment, never from a bug

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from benchmark.core import distributed
-from benchmark.core.io import atomic_write_text, read_jsonl
+from benchmark.core.io import atomic_write_text, read_jsonl, remove_stale_temporaries
 
 SUMMARY_KEYS = ("loss", "reward_mean", "grad_norm", "step_time")
 COMPLEMENT = {"single": "nested"}  # the name of the remainder of a gradient part
@@ -70,6 +70,7 @@ class Telemetry:
         self.bar = self.tb = None
         if not enabled:
             return
+        remove_stale_temporaries(run_dir)  # half-written files of a killed run
         self._truncate_after(start)  # a resumed run rewrites the steps after its checkpoint
         self.file = open(self.path, "a")
         if progress:
