@@ -153,9 +153,11 @@ def minutes(value: str | int, field: str = "slurm.time") -> int:
         raise ConfigError(field, expected, value) from None
     if len(parts) > 3 or d < 0 or any(p < 0 for p in parts):
         raise ConfigError(field, expected, value)
-    if len(parts) == 1:
+    if days:  # days-hours[:minutes[:seconds]]
+        h, m, s = (parts + [0, 0])[:3]
+    elif len(parts) == 1:  # minutes
         h, m, s = 0, parts[0], 0
-    else:
+    else:  # minutes:seconds or hours:minutes:seconds
         h, m, s = ([0] * (3 - len(parts)) + parts)
     total = d * 1440 + h * 60 + m + (1 if s else 0)
     if total < 1:

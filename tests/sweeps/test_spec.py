@@ -125,6 +125,7 @@ def test_dry_run_prints_jobs_and_sbatch_parameters(dummy_paths, tmp_path, capsys
 
 def test_slurm_time_parsing():
     assert minutes("24:00:00") == 1440 and minutes("1-02:00:00") == 1560 and minutes(90) == 90 and minutes("30") == 30
+    assert minutes("1-02") == 1560 and minutes("1-02:30") == 1590 and minutes("10:30") == 11  # Slurm's forms
     with pytest.raises(ConfigError):
         minutes("0")
 
