@@ -30,7 +30,7 @@ from benchmark.core.checkpoint import apply_ema, latest_valid, verify
 from benchmark.core.configs import read_yaml, typed
 from benchmark.core.engine import rollout
 from benchmark.core.errors import ConfigError
-from benchmark.core.io import atomic_path, atomic_write_text
+from benchmark.core.io import atomic_path, atomic_write_text, check_writable, remove_stale_temporaries
 from benchmark.core.prompts import load_prompt_rows
 from benchmark.core.seeding import seeded
 
@@ -168,6 +168,7 @@ def check_out(out: Path, rows: list[dict], settings: dict) -> None:
     """``out`` must be new or hold the same prompts sampled with the same settings."""
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", "a directory", str(out))
+    check_writable(out, "--out")
     previous = out / SETTINGS_FILE
     if previous.is_file():
         old = read_json(previous, "--out")
@@ -191,11 +192,26 @@ def read_json(file: Path, field: str) -> dict:
     return value
 
 
-def plan_sampling(cache: str, out: str, backbone: dict | None = None, *, prompts: str | None = None,
+def run_defaults(run: str, cache: str | None, ema: bool | None) -> tuple[str | None, bool]:
+    """What ``--run`` decides when the flags do not: its training cache, and its EMA weights when the run kept
+    an average that differs from the weights (``optim.ema_decay`` > 0; the paper evaluates the EMA)."""
+    file = Path(run) / "config.yaml"
+    config = read_yaml(file, "--run") if file.is_file() else {}
+    if cache is None:
+        cache = (config.get("prompts") or {}).get("cache")
+    if ema is None:
+        decay = (config.get("optim") or {}).get("ema_decay", 0.995)
+        ema = isinstance(decay, (int, float)) and decay > 0
+    return cache, ema
+
+
+def plan_sampling(cache: str | None, out: str, backbone: dict | None = None, *, prompts: str | None = None,
                   config: str | None = None, run: str | None = None, checkpoint: str | None = None,
-                  ema: bool = False, steps: int = 50, images: int = 4, seed: int = 0, batch_size: int = 4,
+                  ema: bool | None = False, steps: int = 50, images: int = 4, seed: int = 0, batch_size: int = 4,
                   rank: int = 0, world_size: int = 1, limit: int | None = None) -> SamplingPlan:
-    """Resolve and check a sampling run (ConfigError on any bad input); loads no model."""
+    """Resolve and check a sampling run (ConfigError on any bad input); loads no model.
+
+    With ``run``, a ``cache`` or ``ema`` of None is the run's (``run_defaults``)."""
     for name, value, low in (("--steps", steps, 2), ("--images", images, 1), ("--batch-size", batch_size, 1),
                              ("--world-size", world_size, 1)):
         if not isinstance(value, int) or value < low:
@@ -204,13 +220,16 @@ def plan_sampling(cache: str, out: str, backbone: dict | None = None, *, prompts
         raise ConfigError("--rank", f"an integer in [0, {world_size})", rank)
     if limit is not None and limit < 1:
         raise ConfigError("--limit", "an integer >= 1", limit)
-    cfg, ckpt, kind, labels = resolve_model(backbone or {}, config=config, run=run, checkpoint=checkpoint, ema=ema)
+    if run and Path(run).is_dir():
+        cache, ema = run_defaults(run, cache, ema)
+    cfg, ckpt, kind, labels = resolve_model(backbone or {}, config=config, run=run, checkpoint=checkpoint,
+                                            ema=bool(ema))
     store = EmbeddingCache.open(cache, "--cache")
     if store.backbone != cfg.name:
         raise ConfigError("--cache", f"an embedding cache encoded for backbone {cfg.name}", store.backbone)
     rows, prompt_set = prompt_rows(store, prompts)
     rows = rows[:limit] if limit else rows
-    plan = SamplingPlan(cfg, store, rows, Path(out), ckpt, kind, ema, steps, images, seed, min(batch_size, images),
+    plan = SamplingPlan(cfg, store, rows, Path(out), ckpt, kind, bool(ema), steps, images, seed, min(batch_size, images),
                         rank, world_size, {**labels, "prompt_set": prompt_set})
     check_out(plan.out, rows, plan.settings())
     return plan
@@ -264,6 +283,7 @@ def generate(plan: SamplingPlan, backbone: Any, device: torch.device | str,
     for p, ks in plan.chunks():
         folder = plan.out / f"{p:05d}"
         (folder / "samples").mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder / "samples")  # a killed run's half-written images
         meta = json.dumps(plan.rows[p])
         if not (folder / "metadata.jsonl").is_file() or (folder / "metadata.jsonl").read_text() != meta:
             atomic_write_text(folder / "metadata.jsonl", meta)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -32,7 +34,8 @@ from evaluators.report import read_scores, write_scores
 from evaluators.rewards.config import RewardConfig, reward_config
 from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedReward, UnifiedRewardError
 
-METRICS = {"hpsv2": "hpsv2.1", "pickscore": "pickscore", "imagereward": "imagereward", "hpsv3": "hpsv3"}
+METRICS = {"hpsv2": "hpsv2.1", "pickscore": "pickscore", "imagereward": "imagereward", "hpsv3": "hpsv3",
+           "tiny_conv": "tiny_conv"}  # tiny_conv: the built-in seeded conv net of the CPU walk-through (no file)
 LABELS = ("run", "method", "prompt_set")
 # decoded RGB images, prompts -> {metric: [B]}; a scorer's ``protocols`` attribute maps its metrics to protocols
 Scorer = Callable[[list[Image.Image], list[str]], dict[str, Tensor]]
@@ -61,7 +64,7 @@ def list_samples(root: str | Path) -> list[Sample]:
         meta = folder / "metadata.jsonl"
         try:
             row = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # missing, not UTF-8, not JSON
             raise ConfigError("samples", f"a readable metadata.jsonl in every prompt folder ({err})",
                               str(meta)) from None
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
@@ -81,8 +84,30 @@ def is_geneval(samples: list[Sample]) -> bool:
 def sampling_labels(root: str | Path) -> dict:
     """Default labels (run, method, prompt_set) from the directory's sampling.json, if any."""
     file = Path(root) / "sampling.json"
-    settings = json.loads(file.read_text()) if file.is_file() else {}
-    return {k: settings[k] for k in LABELS if settings.get(k)}
+    try:
+        settings = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError("samples", f"a readable sampling.json ({err})", str(file)) from None
+    if not isinstance(settings, dict):
+        raise ConfigError("samples", "a sampling.json holding a JSON object", str(file))
+    return {k: str(settings[k]) for k in LABELS if settings.get(k)}
+
+
+def check_images(paths: Iterable[Path], same_size: bool = True) -> None:
+    """Every image is a whole PNG (PIL's verify: chunk structure and checksums, no decoding) and, with
+    ``same_size``, all of one size; checked before any model is loaded, ConfigError naming the first bad file."""
+    sizes: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+                sizes.setdefault(image.size, path)
+        except (OSError, SyntaxError, ValueError) as err:  # PIL reports a damaged PNG with any of these
+            raise ConfigError("samples", f"readable PNG images ({type(err).__name__}: {err})", str(path)) from None
+    if same_size and len(sizes) > 1:
+        (a, first), (b, other) = list(sizes.items())[:2]
+        raise ConfigError("samples", f"images of one size ({first.name} is {a[0]}x{a[1]}, {other} is "
+                          f"{b[0]}x{b[1]})", str(other.parent.parent.parent))
 
 
 # -- rewards -------------------------------------------------------------------------------------------
@@ -92,9 +117,9 @@ def reward_spec(text: str) -> RewardConfig:
     """``NAME:PATH[:BASE_PATH]`` (e.g. ``hpsv2:/ckpt/HPS_v2.1_compressed.pt``) as a checked RewardConfig."""
     name, _, rest = text.partition(":")
     path, _, base = rest.partition(":")
-    if name not in METRICS or not path:
+    if name not in METRICS:
         raise ConfigError("--reward", f"NAME:PATH[:BASE_PATH] with NAME one of {', '.join(METRICS)}", text)
-    cfg = RewardConfig(name=name, path=path, base_path=base or None)
+    cfg = RewardConfig(name=name, path=path or None, base_path=base or None)
     cfg.check_paths("--reward " + name)
     return cfg
 
@@ -111,12 +136,21 @@ def reward_section(file: str) -> list[RewardConfig]:
     return parts
 
 
-def check_unified(url: str, dimensions: Mapping[str, str]) -> None:
-    """The server URL's form and the scored dimensions (no request is sent)."""
+def check_unified(url: str, dimensions: Mapping[str, str], reachable: bool = False) -> None:
+    """The server URL's form and the scored dimensions; ``reachable``: also that the server accepts a
+    connection (no request is sent)."""
     RewardConfig(name="unifiedreward", path=url).check_paths("--unified-reward")
     for metric, dimension in dimensions.items():
         if dimension not in DIMENSIONS:
             raise ConfigError(f"{metric} dimension", f"one of {', '.join(DIMENSIONS)}", dimension)
+    if reachable:
+        parts = urlparse(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=10).close()
+        except OSError as err:
+            raise ConfigError("--unified-reward", f"a server that answers at {parts.hostname}:{port} "
+                              f"({err.strerror or err})", url) from None
 
 
 def unified_reward(url: str, dimensions: Mapping[str, str], workers: int = 8) -> Scorer:
@@ -158,8 +192,15 @@ def reward_scorer(metric: str, reward) -> Scorer:
 
 
 def load_images(samples: list[Sample]) -> list[Image.Image]:
-    """The samples' PNG files decoded to RGB (any sizes)."""
-    return [Image.open(s.path).convert("RGB") for s in samples]
+    """The samples' PNG files decoded to RGB (any sizes); ConfigError naming a file that is not a readable image."""
+    images = []
+    for s in samples:
+        try:
+            with Image.open(s.path) as image:
+                images.append(image.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ConfigError("samples", f"readable PNG images ({type(err).__name__}: {err})", str(s.path)) from None
+    return images
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.core.errors import ConfigError
 from evaluators.report import build_table, plot_ablation, plot_training_curves, read_scores, write_scores, write_tables
 from sweeps.spec import Spec
 from sweeps.stages import SCORES
@@ -28,7 +29,8 @@ def collect(spec: Spec, root: Path | str, out: Path | str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     scored = [r for r in spec.runs if (r.run_dir(root) / SCORES).is_file()]
     if not scored:
-        raise FileNotFoundError(f"no run of sweep {spec.name} under {root} has {SCORES} yet (see `sweep status`)")
+        raise ConfigError("--root", f"a sweep root where some run of {spec.name} has {SCORES} (none has yet; "
+                          "see `sweep status`)", str(root))
     scores = read_scores([r.run_dir(root) / SCORES for r in scored])
     settings = spec.collect
     layout = settings.get("layout", "rewards")

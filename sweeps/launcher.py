@@ -55,6 +55,31 @@ class SlurmOptions:
     max_num_timeout: int | None = None  # requeues after time-outs/preemptions before giving up; default 20
 
     DEFAULTS = dict(time="24:00:00", nodes=1, gpus_per_node=8, cpus_per_task=8, signal_delay_s=120, max_num_timeout=20)
+    LOWEST = dict(nodes=1, gpus_per_node=0, cpus_per_task=1, signal_delay_s=0, max_num_timeout=0)
+
+    def check(self, prefix: str = "slurm.") -> SlurmOptions:
+        """Every set field's type and range, before anything reaches #SBATCH; ConfigError naming the field as
+        ``prefix`` + name ("slurm.cpus_per_task", or "--" for the command line: "--cpus-per-task")."""
+        def name(key: str) -> str:
+            return f"--{key.replace('_', '-')}" if prefix == "--" else f"{prefix}{key}"
+
+        for key, low in self.LOWEST.items():
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ConfigError(name(key), f"an integer >= {low}", value)
+        if self.mem_per_task_gb is not None and not (isinstance(self.mem_per_task_gb, (int, float))
+                                                     and 0 < self.mem_per_task_gb < float("inf")):
+            raise ConfigError(name("mem_per_task_gb"), "a positive number of GB", self.mem_per_task_gb)
+        for key in ("partition", "account", "qos", "constraint"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                raise ConfigError(name(key), "a string", getattr(self, key))
+        if self.time is not None:
+            minutes(self.time, name("time"))
+        if not isinstance(self.extra, list) or not all(
+                isinstance(e, str) and e.removeprefix("#SBATCH").strip().startswith("--") for e in self.extra):
+            raise ConfigError("--sbatch" if prefix == "--" else name("extra"), "sbatch options as --key=value or --flag",
+                              self.extra)
+        return self
 
     def over(self, other: SlurmOptions | dict | None) -> SlurmOptions:
         """These options with the set (non-None, non-empty) fields of ``other`` on top."""
@@ -78,7 +103,7 @@ class SlurmOptions:
         return int(self.get("nodes")) * self.tasks_per_node
 
     def time_min(self) -> int:
-        return minutes(self.get("time"))
+        return minutes(self.get("time"), "time")
 
     def executor_parameters(self) -> dict[str, Any]:
         """``submitit.SlurmExecutor.update_parameters`` keywords."""
@@ -101,28 +126,42 @@ class SlurmOptions:
         return params
 
 
-def slurm_options(values: dict) -> SlurmOptions:
+def slurm_options(values: dict, prefix: str = "slurm.") -> SlurmOptions:
+    if not isinstance(values, dict):
+        raise ConfigError(prefix.rstrip("."), "a mapping of sbatch settings", values)
     known = {f.name for f in dataclasses.fields(SlurmOptions)}
     for key in values:
         if key not in known:
-            raise ConfigError(f"slurm.{key}", f"one of {', '.join(sorted(known))}", key)
-    return SlurmOptions(**values)
+            raise ConfigError(f"{prefix}{key}", f"one of {', '.join(sorted(known))}", key)
+    return SlurmOptions(**values).check(prefix)
 
 
-def minutes(value: str | int) -> int:
-    """Slurm time ("[D-]HH:MM:SS", "MM", or an int of minutes) -> minutes."""
+def minutes(value: str | int, field: str = "slurm.time") -> int:
+    """Slurm time ("[D-]HH:MM:SS", "MM", or an int of minutes) -> minutes; ConfigError naming ``field``."""
+    expected = "a positive time ([D-]HH:MM:SS, D-HH, HH:MM:SS, MM:SS or minutes)"
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(field, expected, value)
     if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(field, expected, value)
         return value
-    text = str(value)
-    days, _, rest = text.rpartition("-")
-    parts = [int(p) for p in rest.split(":")]
-    if len(parts) == 1:
+    days, _, rest = value.strip().rpartition("-")
+    try:
+        parts = [int(p) for p in rest.split(":")]
+        d = int(days) if days else 0
+    except ValueError:
+        raise ConfigError(field, expected, value) from None
+    if len(parts) > 3 or d < 0 or any(p < 0 for p in parts):
+        raise ConfigError(field, expected, value)
+    if days:  # days-hours[:minutes[:seconds]]
+        h, m, s = (parts + [0, 0])[:3]
+    elif len(parts) == 1:  # minutes
         h, m, s = 0, parts[0], 0
-    else:
+    else:  # minutes:seconds or hours:minutes:seconds
         h, m, s = ([0] * (3 - len(parts)) + parts)
-    total = (int(days) if days else 0) * 1440 + h * 60 + m + (1 if s else 0)
+    total = d * 1440 + h * 60 + m + (1 if s else 0)
     if total < 1:
-        raise ConfigError("slurm.time", "a positive time ([D-]HH:MM:SS or minutes)", value)
+        raise ConfigError(field, expected, value)
     return total
 
 
@@ -130,8 +169,9 @@ def minutes(value: str | int) -> int:
 
 
 def stage_options(spec: Spec, slurm: SlurmOptions | None) -> dict[str, SlurmOptions]:
-    base = SlurmOptions().over(spec.slurm).over(slurm)
-    return {stage: base.over(spec.resources.get(stage)) for stage in ("train", "sample", "score")}
+    base = SlurmOptions().over(slurm_options(spec.slurm)).over(slurm.check("--") if slurm else None)
+    return {stage: base.over(slurm_options(spec.resources.get(stage) or {}, f"resources.{stage}."))
+            for stage in ("train", "sample", "score")}
 
 
 def world_size(cluster: str, opts: SlurmOptions) -> int:
@@ -149,28 +189,46 @@ def import_root(ref: str) -> str | None:
 
 def validate(spec: Spec, root: Path, cluster: str, options: dict[str, SlurmOptions]) -> None:
     """Every run's config, paths and stages, with the real checks and no model loaded; all errors at once."""
-    if spec.unresolved:
-        raise ConfigError(f"paths.{spec.unresolved[0]}", "a value (set it in the environment or with --set)")
-    problems = []
+    found = problems(spec, root, cluster, options)
+    if found:
+        raise ConfigError(f"sweep {spec.name}", f"every run valid; nothing was submitted. {len(found)} problem(s):\n"
+                          + "\n".join(f"  {p}" for p in found))
+
+
+def problems(spec: Spec, root: Path, cluster: str, options: dict[str, SlurmOptions]) -> list[str]:
+    """Every unset path variable, then every failing check of every stage of every run (the same message for
+    several runs once, naming them)."""
+    found = {f"paths.{name}: set {name} in the environment or with --set": [] for name in spec.unresolved}
     for run in spec.runs:
         tree = run.job_config(root)
-        try:
-            for stage, ref in run.stages:
+        for stage, ref in run.stages:
+            try:
                 try:
                     fn = resolve(ref)
                 except (ImportError, AttributeError) as err:
                     raise ConfigError(f"stages.{stage}", "an importable 'module:function'", f"{ref} ({err})") from None
                 ws = world_size(cluster, options[stage])
-                if stage == "train":
-                    check_run(training_config(tree, Path(tree["run_dir"])), ws, "auto", check_reward=False)
                 check = getattr(fn, "check", None)
+                if check is None and stage == "train":  # a custom train stage: the run config's own checks
+                    check = lambda t, w: check_run(training_config(t, Path(t["run_dir"])), w, "auto",
+                                                   check_reward=False)
                 if check is not None:
                     check(tree, ws)
-        except ConfigError as err:
-            problems.append(f"  {run.name}: {err}")
-    if problems:
-        raise ConfigError(f"sweep {spec.name}", f"every run valid; nothing was submitted. {len(problems)} invalid:\n"
-                          + "\n".join(problems))
+            except ConfigError as err:
+                if not (spec.unresolved and "${" in str(err)):  # an unset variable is listed once, above
+                    found.setdefault(f"{stage}: {err}", []).append(run.name)
+    return [f"{text} (runs: {', '.join(names)})" if names else text for text, names in found.items()]
+
+
+def preview(spec: Spec, cluster: str, root: Path | str, slurm: SlurmOptions | None = None
+            ) -> tuple[list[JobRecord], list[str]]:
+    """A dry run that plans even when inputs are missing: the jobs that would be submitted and every problem."""
+    if cluster not in CLUSTERS:
+        raise ConfigError("--cluster", f"one of {', '.join(CLUSTERS)}", cluster)
+    root = Path(root).resolve()
+    options = stage_options(spec, slurm)
+    todo, _ = plan(spec, root, read_records(root), cluster)
+    return submit_all(spec, todo, root, cluster, options, dry_run=True), problems(spec, root, cluster, options)
 
 
 # -- planning -----------------------------------------------------------------------------------------------

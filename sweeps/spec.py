@@ -34,11 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from benchmark.core.configs import typed
+from benchmark.core.configs import read_yaml, typed
 from benchmark.core.errors import ConfigError
 from benchmark.training.config import config_from_dict
 
@@ -126,16 +125,19 @@ class Spec:
 # -- loading ------------------------------------------------------------------------------------------------
 
 
-def read_spec_tree(path: Path) -> dict:
+def read_spec_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """The spec mapping of a YAML file, with ``extends`` chains merged (the file's own keys win)."""
+    field = "extends" if seen else "spec"
+    if path in seen:
+        raise ConfigError("extends", "a chain of specs without a loop", " -> ".join(str(p) for p in (*seen, path)))
     if not path.is_file():
-        raise ConfigError("spec", "an existing sweep spec file", str(path))
-    tree = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(tree, dict):
-        raise ConfigError("spec", "a YAML mapping", str(path))
+        raise ConfigError(field, "an existing sweep spec file", str(path))
+    tree = read_yaml(path, field)
     parent = tree.pop("extends", None)
     if parent:
-        tree = merge(read_spec_tree((path.parent / parent).resolve()), tree)
+        if not isinstance(parent, str):
+            raise ConfigError("extends", "a spec file name (relative to this file)", parent)
+        tree = merge(read_spec_tree((path.parent / parent).resolve(), (*seen, path)), tree)
     return tree
 
 
@@ -157,6 +159,9 @@ def load_spec(source: str | Path | Mapping[str, Any], *, variables: Mapping[str,
     unknown = set(tree) - SPEC_KEYS
     if unknown:
         raise ConfigError(sorted(unknown)[0], f"a spec key ({', '.join(sorted(SPEC_KEYS))})", sorted(unknown)[0])
+    for key in ("slurm", "resources", "collect", "eval", "base", "stages"):
+        if not isinstance(tree.get(key) or {}, Mapping):
+            raise ConfigError(key, "a mapping", tree.get(key))
     name = tree.get("name") or (path.stem if path else None)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError("name", "a sweep name of letters, digits, '_', '.', '-'", name)
@@ -172,9 +177,11 @@ def load_spec(source: str | Path | Mapping[str, Any], *, variables: Mapping[str,
         if ref is not None and (not isinstance(ref, str) or ref.count(":") != 1):
             raise ConfigError(f"stages.{stage}", "a 'module:function' string or null (no such stage)", ref)
     resources = tree.get("resources") or {}
-    for stage in resources:
+    for stage, settings in resources.items():
         if stage not in STAGES:
             raise ConfigError(f"resources.{stage}", f"one of {', '.join(STAGES)}", stage)
+        if not isinstance(settings or {}, Mapping):
+            raise ConfigError(f"resources.{stage}", "a mapping of sbatch settings", settings)
     runs = expand(tree, values, stages)
     return Spec(name, runs, tree.get("description", ""), dict(tree.get("slurm") or {}), dict(resources),
                 dict(tree.get("collect") or {}), path, unset)

@@ -2,15 +2,22 @@
 
 Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only
 when their command runs, so ``leapbench --help`` is instant and a command never pays for another's imports.
+
+One error path for every command: a user's mistake (a bad value, a missing or unreadable file, a path that
+cannot be written, damaged data, a server that does not answer) is a ``ConfigError`` or an ``OSError`` of the
+environment and ends as one line naming the field or file, what was expected and what was found, with exit
+status 2; Ctrl-C ends with status 130 and keeps what was written. Anything else is a bug and keeps its
+traceback. ``--debug`` (anywhere on the line) or ``LEAPBENCH_DEBUG=1`` shows the traceback of every error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from benchmark.core.errors import ConfigError
+from benchmark.core.errors import user_problem
 
 COMMANDS = {
     "train": ("benchmark.cli.train", "fine-tune a backbone with a method and a reward"),
@@ -26,10 +33,19 @@ COMMANDS = {
 }
 
 
+DEBUG_ENV = "LEAPBENCH_DEBUG"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end] or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
     parser = argparse.ArgumentParser(prog="leapbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of any error (also {DEBUG_ENV}=1); may stand anywhere")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    argv = sys.argv[1:] if argv is None else argv
+    chosen = None
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,11 +53,25 @@ def main(argv: list[str] | None = None) -> int:
             command = importlib.import_module(module)
             command.add_arguments(sp)
             sp.description = command.__doc__ or help_text
-    args = parser.parse_args(argv)
+            chosen = sp
+    if chosen is not None and any(a.dest == "overrides" for a in chosen._actions):
+        # key.sub=value overrides may stand anywhere: before, between or after the options
+        args = chosen.parse_intermixed_args(argv[1:], argparse.Namespace(command=argv[0], debug=debug))
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
-    except ConfigError as err:
-        print(f"leapbench {args.command}: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"leapbench {args.command}: interrupted; everything finished so far is kept and the same command "
+              "continues from there", file=sys.stderr)
+        return 130
+    except Exception as err:
+        problem = user_problem(err)
+        if debug or problem is None:  # --debug, or a bug: the traceback
+            raise
+        print(f"leapbench {args.command}: {problem}", file=sys.stderr)
         return 2
 
 

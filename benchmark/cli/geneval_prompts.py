@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from benchmark.core.errors import ConfigError
+from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators.geneval import generate_training_prompts, write_metadata
 
 ORDER = ("position", "counting", "color_attr", "colors", "two_object", "single_object")  # as the paper writes it
@@ -43,8 +44,10 @@ def parse_ratios(text: str) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
 
     ratios = parse_ratios(args.ratios)
-    if Path(args.out).suffix != ".jsonl":
+    if Path(args.out).suffix != ".jsonl" or Path(args.out).is_dir():
         raise ConfigError("--out", "a .jsonl file", args.out)
+    check_writable(args.out, "--out")
+    remove_stale_temporaries(Path(args.out).parent)
     rows = generate_training_prompts(args.n, ratios, seed=args.seed, exclude=() if args.keep_eval else None,
                                      max_count=args.max_count, unique=not args.repeats)
     write_metadata(args.out, rows)

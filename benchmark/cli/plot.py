@@ -19,10 +19,11 @@ import pandas as pd
 import yaml
 
 from benchmark.core.errors import ConfigError
+from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators import report
 from evaluators.report import GENEVAL_TASKS, paper_table, read_scores
 from evaluators.report.stats import estimate
-from evaluators.score import list_samples, sampling_labels
+from evaluators.score import check_images, list_samples, sampling_labels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +165,18 @@ def grid_images(args: argparse.Namespace) -> tuple[list[list], list[str], list[s
     return images, labels, prompts
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Counts and the output, before any input is read."""
+    for flag in ("smooth", "window", "resamples", "cell"):
+        if getattr(args, flag, 1) < 1:
+            raise ConfigError(f"--{flag}", "an integer >= 1", getattr(args, flag))
+    out = Path(args.out)
+    if out.suffix.lower() != ".png" or out.is_dir():
+        raise ConfigError("--out", "a .png file (figures are written as PNG)", args.out)
+    check_writable(out, "--out")
+    remove_stale_temporaries(out.parent)
+
+
 def figure(args: argparse.Namespace) -> Path:
     """Check the inputs of ``args.kind`` and draw it."""
 
@@ -186,10 +199,12 @@ def figure(args: argparse.Namespace) -> Path:
     if args.kind == "radar":
         return report.plot_geneval_radar(radar_frame(args), args.out)
     images, labels, prompts = grid_images(args)
+    check_images((p for row in images for p in row if p is not None), same_size=False)
     return report.plot_sample_grid(images, args.out, row_labels=labels, col_labels=prompts, cell=args.cell)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_options(args)
     try:
         out = figure(args)
     except ConfigError:

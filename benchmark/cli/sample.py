@@ -3,7 +3,8 @@
 Generates evaluation images in GenEval's folder layout (see ``evaluators.sample``). The model is a base
 model (``--config`` YAML with a ``backbone`` section and/or the backbone flags), a checkpoint written by
 training (``--checkpoint DIR``; its run's backbone unless flags say otherwise) or a training run
-(``--run DIR``: its config's backbone and newest valid checkpoint); ``--ema`` takes the EMA weights.
+(``--run DIR``: its config's backbone and newest valid checkpoint, its prompt cache unless ``--cache``, and
+its EMA weights unless ``--no-ema``); ``--ema`` takes the EMA weights.
 Defaults are the paper's evaluation: 720 x 720 (FLUX), 50 steps, guidance 3.5, 4 images per prompt.
 Sharded over ranks by RANK / WORLD_SIZE (torchrun, or Slurm's SLURM_PROCID / SLURM_NTASKS) or
 --rank / --world-size; every rank runs the same command and writes its own prompts; no collectives.
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from tqdm.auto import tqdm
 
+from benchmark.core.devices import check_device, default_device
 from benchmark.core.distributed import env_from_environment
 from evaluators.sample import generate, load_model, plan_sampling
 
@@ -24,7 +25,8 @@ BACKBONE_FLAGS = {"backbone": "name", "model_path": "path", "tiny": "tiny", "hei
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache", required=True, help="embedding cache directory holding every prompt of the set")
+    parser.add_argument("--cache", help="embedding cache directory holding every prompt of the set "
+                        "(default with --run: the run's prompts.cache)")
     parser.add_argument("--out", required=True, help="output directory (GenEval's layout)")
     parser.add_argument("--prompts", help="prompt set (.txt, .json or .jsonl such as GenEval metadata); "
                         "default: every cached prompt")
@@ -32,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--config", help="YAML file with a backbone section (e.g. a run config)")
     model.add_argument("--run", help="training run directory: its backbone and newest valid checkpoint")
     model.add_argument("--checkpoint", help="checkpoint directory written by training (full or LoRA)")
-    model.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
+    model.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                       help="use the checkpoint's EMA weights (default: yes for --run when it kept an EMA, else no)")
     model.add_argument("--backbone", choices=("flux", "sd3"), help="backbone.name")
     model.add_argument("--model-path", help="backbone.path: local diffusers model directory")
     model.add_argument("--tiny", action=argparse.BooleanOptionalAction, help="tiny random model (tests)")
@@ -54,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
 
     env = env_from_environment()
+    if args.device:
+        check_device(args.device)  # before anything else: a device this machine does not have
     rank = env.rank if args.rank is None else args.rank
     world_size = env.world_size if args.world_size is None else args.world_size
     backbone = {key: getattr(args, flag) for flag, key in BACKBONE_FLAGS.items()}
@@ -66,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if todo == 0:
         print(f"{shard}all {plan.images} images of this shard's prompts exist in {plan.out}; nothing to do")
         return 0
-    device = args.device or (f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device or default_device(env.local_rank))
+    if args.run:
+        print(f"{shard}sampling {plan.checkpoint} ({'EMA' if plan.ema else 'raw'} weights; --ema/--no-ema to "
+              f"choose) with the prompts of {plan.cache.root}")
     backbone_model = load_model(plan, device)
     with tqdm(total=todo, desc=f"sample {shard}".strip(), disable=args.no_progress) as bar:
         written = generate(plan, backbone_model, device, progress=bar.update)

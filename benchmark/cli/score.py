@@ -2,17 +2,20 @@
 
 Scores a samples directory (``leapbench sample``'s output) into per-image rows of the report format:
 ``--reward hpsv2:/ckpt/HPS_v2.1_compressed.pt`` (repeatable; also pickscore, imagereward, hpsv3, with an
-optional third part for the base/tokenizer path) or ``--reward-config`` (a YAML reward section; a weighted
+optional third part for the base/tokenizer path; ``--reward tiny_conv`` is the built-in tiny reward of the CPU
+walk-through and needs no file) or ``--reward-config`` (a YAML reward section; a weighted
 reward's parts are scored one by one); ``--unified-reward URL`` adds ur_alignment and ur_iq from a vLLM
 server; ``--geneval-detector DIR --geneval-clip FILE`` adds GenEval correctness when the samples carry GenEval
 metadata. Rows are labelled --run / --method / --prompt-set (default: the directory's sampling.json). The
 output is extended and rewritten atomically; metrics it already holds for this run and prompt set are
-skipped unless --overwrite. Every input is checked before any model is loaded.
+skipped unless --overwrite. Every input is checked before any model is loaded (images, the output's folder,
+the server); each metric is written as soon as it is scored, so one that fails keeps the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import open_clip
@@ -20,11 +23,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.core.errors import ConfigError
+from benchmark.core.devices import check_device
+from benchmark.core.errors import ConfigError, user_problem
+from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators import score as S
 from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
 from evaluators.rewards import build_reward
-from evaluators.rewards.unified_reward import DIMENSIONS
+from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedRewardError
 from evaluators.score import is_geneval
 
 
@@ -78,14 +83,13 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{key.replace('_', '-')}", "a label (the samples have no sampling.json)", None)
     if args.batch_size < 1:
         raise ConfigError("--batch-size", "an integer >= 1", args.batch_size)
+    device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     configs = [S.reward_spec(text) for text in args.reward]
     configs += S.reward_section(args.reward_config) if args.reward_config else []
     rewards = {S.METRICS[c.name]: c for c in configs}
     if len(rewards) != len(configs):
         raise ConfigError("--reward", "each reward once", [c.name for c in configs])
     unified = {"ur_alignment": "alignment", "ur_iq": args.ur_iq_dimension} if args.unified_reward else {}
-    if unified:
-        S.check_unified(args.unified_reward, unified)
     if args.ur_workers < 1:
         raise ConfigError("--ur-workers", "an integer >= 1", args.ur_workers)
     if args.geneval_detector:
@@ -93,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if not (rewards or unified or args.geneval_detector):
         raise ConfigError("score", "at least one of --reward, --reward-config, --unified-reward, --geneval-detector")
     existing = S.existing_scores(args.out)
+    check_writable(args.out, "--out")
+    remove_stale_temporaries(Path(args.out).parent)  # a killed run's half-written parquet
     done = set() if args.overwrite else S.done_metrics(existing, labels)
     rewards = {m: c for m, c in rewards.items() if m not in done}
     unified = {m: d for m, d in unified.items() if m not in done}
@@ -103,24 +109,51 @@ def run(args: argparse.Namespace) -> int:
     if not (rewards or unified or geneval):
         print("nothing to score")
         return 0
+    if unified:
+        S.check_unified(args.unified_reward, unified, reachable=True)
+    S.check_images(s.path for s in samples)
 
-    scorers = [S.unified_reward(args.unified_reward, unified, args.ur_workers)] if unified else []
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-    scorers = [S.reward_scorer(m, build_reward(c, device)) for m, c in rewards.items()] + scorers
-    frames = []
-    if scorers:
-        with tqdm(total=len(samples), desc="score", disable=args.no_progress) as bar:
-            frames.append(S.score_rewards(samples, scorers, args.batch_size, device, bar.update))
+    # one metric at a time, each written as soon as it is scored: a metric that fails keeps the others
+    jobs = {m: (lambda c=c: [S.reward_scorer(S.METRICS[c.name], build_reward(c, device))]) for m, c in rewards.items()}
+    if unified:
+        jobs["+".join(unified)] = lambda: [S.unified_reward(args.unified_reward, unified, args.ur_workers)]
     if geneval:
-        detector = Mask2FormerDetector(args.geneval_detector, device)
-        colour = (ClipColourClassifier(args.geneval_clip, args.geneval_clip_model, device)
-                  if args.geneval_clip else None)
-        frames.append(S.score_geneval(args.samples, detector, colour, progress=not args.no_progress))
-    new = pd.concat(frames, ignore_index=True)
-    S.merge_scores(existing, new, labels, args.out)
-    means = new.groupby(["metric", "tag"], sort=False)["value"].mean()
-    print(f"{run_label}: {len(samples)} images -> {args.out}")
-    for (metric, tag), value in means.items():
-        print(f"  {metric}{'/' + tag if tag else ''}: {value:.4f}")
+        jobs["geneval"] = None
+    failed: dict[str, BaseException] = {}
+    for name, make in jobs.items():
+        try:
+            frame = score_metric(args, samples, make, device)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # noqa: BLE001 - reported below, after the other metrics are saved
+            failed[name] = err
+            first = str(err).splitlines()[0][:300] if str(err) else ""
+            print(f"  {name}: failed ({type(err).__name__}: {first}); the other metrics go on", file=sys.stderr)
+            continue
+        existing = S.merge_scores(existing, frame, labels, args.out)
+        means = frame.groupby(["metric", "tag"], sort=False)["value"].mean()
+        for (metric, tag), value in means.items():
+            print(f"  {metric}{'/' + tag if tag else ''}: {value:.4f}")
+    print(f"{run_label}: {len(samples)} images -> {args.out} ({len(jobs) - len(failed)} of {len(jobs)} metrics)")
+    if failed:
+        bugs = [err for err in failed.values() if user_problem(err) is None]
+        if bugs:
+            raise bugs[0]
+        raise ConfigError("score", f"every metric scored ({', '.join(failed)} failed, the others are saved; "
+                          "rerun the same command to score what is missing)", str(user_problem(next(iter(failed.values())))))
     return 0
+
+
+def score_metric(args: argparse.Namespace, samples: list, make, device) -> pd.DataFrame:
+    """The rows of one metric: a reward or UnifiedReward (``make()`` builds its scorers), or GenEval (None)."""
+    if make is not None:
+        scorers = make()
+        with tqdm(total=len(samples), desc="score", disable=args.no_progress) as bar:
+            try:
+                return S.score_rewards(samples, scorers, args.batch_size, device, bar.update)
+            except UnifiedRewardError as err:  # the server stopped answering, or answered without a score
+                raise ConfigError("--unified-reward", "a server that answers every request with a score",
+                                  str(err)[:300]) from None
+    detector = Mask2FormerDetector(args.geneval_detector, device)
+    colour = ClipColourClassifier(args.geneval_clip, args.geneval_clip_model, device) if args.geneval_clip else None
+    return S.score_geneval(args.samples, detector, colour, progress=not args.no_progress)

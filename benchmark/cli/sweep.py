@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.core.errors import ConfigError
+from benchmark.core.io import check_writable
 from sweeps.collect import collect
-from sweeps.launcher import SlurmOptions, sbatch_preview
+from sweeps.launcher import SlurmOptions, preview, sbatch_preview
 from sweeps.launcher import launch as submit
 from sweeps.spec import load_spec
 from sweeps.status import sweep_status
@@ -34,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a path variable of the spec (wins over the environment)")
         if action == "launch":
             p.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm")
-            p.add_argument("--dry-run", action="store_true", help="print the jobs and their sbatch parameters only")
+            p.add_argument("--dry-run", action="store_true", help="print the jobs and their sbatch parameters only, "
+                           "with every missing input listed (exit 2 if any); nothing is submitted or written")
             g = p.add_argument_group("Slurm (override the spec's slurm: section)")
             for flag in ("partition", "account", "qos", "constraint", "time"):
                 g.add_argument(f"--{flag}")
@@ -58,8 +60,13 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec, variables=parse_set(args.set), require_paths=args.action == "launch")
+    dry = getattr(args, "dry_run", False)
+    spec = load_spec(args.spec, variables=parse_set(args.set), require_paths=args.action == "launch" and not dry)
     root = Path(args.root or Path("results/sweeps") / spec.name)
+    if args.action == "launch" and not dry:
+        check_writable(root, "--root")
+    if args.action == "collect":
+        check_writable(Path(args.out) if args.out else root / "collected", "--out")
     if args.action == "launch":
         return launch(args, spec, root)
     if args.action == "status":
@@ -77,7 +84,11 @@ def launch(args: argparse.Namespace, spec, root: Path) -> int:
     slurm = SlurmOptions(partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
                          time=args.time, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                          cpus_per_task=args.cpus_per_task, mem_per_task_gb=args.mem_per_task_gb, extra=args.sbatch)
-    records = submit(spec, args.cluster, root, slurm, dry_run=args.dry_run)
+    missing: list[str] = []
+    if args.dry_run:  # the whole plan, even when inputs are missing: each one is listed after it
+        records, missing = preview(spec, args.cluster, root, slurm)
+    else:
+        records = submit(spec, args.cluster, root, slurm)
     verb = "would submit" if args.dry_run else "submitted"
     print(f"sweep {spec.name}: {len(spec.runs)} runs, {verb} {len(records)} jobs (root {root.resolve()})")
     for r in records:
@@ -85,4 +96,7 @@ def launch(args: argparse.Namespace, spec, root: Path) -> int:
         print(f"  {r.job_id or '-':>14}  {r.name:<32} {'+'.join(r.stages):<18}{dep}")
         if args.dry_run and r.cluster == "slurm":
             print("    " + sbatch_preview(r).replace("\n", "\n    "))
+    if missing:
+        raise ConfigError(f"sweep {spec.name}", f"every input present and valid before launching; {len(missing)} "
+                          "missing or invalid:\n" + "\n".join(f"  {m}" for m in missing))
     return 0

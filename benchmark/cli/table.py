@@ -8,14 +8,17 @@ prompt-bootstrap 95% intervals and deltas to the baseline run, writes ``<name>.m
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from benchmark.core.errors import ConfigError
+from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators.report import LAYOUTS, build_table, read_scores, to_markdown, write_tables
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scores", nargs="+", help="scores files (.parquet, .csv) or directories of .parquet")
-    parser.add_argument("--layout", default="table2", choices=sorted(LAYOUTS))
+    parser.add_argument("--layout", default="table2", choices=[*sorted(LAYOUTS), "all"],
+                        help="a paper table, or all: one column per metric in the scores (no paper rows)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--name", help="file name stem (default: the layout)")
     parser.add_argument("--baseline", help="run or method the deltas are taken against ('none': no deltas; "
@@ -36,21 +39,38 @@ def run(args: argparse.Namespace) -> int:
         prompt_sets[metric] = name
     if args.resamples < 1:
         raise ConfigError("--resamples", "an integer >= 1", args.resamples)
+    name = args.name or args.layout
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError("--name", "a file name stem (no '/', not starting with '.')", name)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", "a directory", str(out))
+    check_writable(out, "--out")
+    remove_stale_temporaries(out)
     try:
         scores = read_scores(args.scores)
     except (OSError, ValueError) as err:
         raise ConfigError("SCORES", f"readable scores files ({err})", args.scores) from None
+    metrics = sorted(set(scores["metric"]))
+    if args.layout != "all" and not {c.metric for c in LAYOUTS[args.layout]} & set(metrics):
+        raise ConfigError("--layout", f"a layout with a column these scores fill (they hold {', '.join(metrics)}; "
+                          "--layout all has a column for each)", args.layout)
+    for metric, prompt_set in prompt_sets.items():
+        if scores[(scores["metric"] == metric) & (scores["prompt_set"] == prompt_set)].empty:
+            raise ConfigError("--prompt-set", f"a metric and prompt set the scores hold (metrics {', '.join(metrics)}; "
+                              f"prompt sets {', '.join(sorted(set(scores['prompt_set'])))})", f"{metric}={prompt_set}")
     baseline = args.baseline
     if baseline is None and "pretrained" in set(scores["run"]) | set(scores["method"]):
         baseline = "pretrained"
     elif baseline is not None and baseline.lower() == "none":
         baseline = None
     try:
-        table = build_table(scores, args.layout, reference=None if args.no_paper else "paper", baseline=baseline,
+        reference = None if args.no_paper or args.layout == "all" else "paper"
+        table = build_table(scores, args.layout, reference=reference, baseline=baseline,
                             prompt_sets=prompt_sets, resamples=args.resamples, seed=args.seed)
     except ValueError as err:
         raise ConfigError("--layout/--baseline", f"settings these scores can fill ({err})") from None
-    paths = write_tables(table, args.out, args.name or args.layout)
+    paths = write_tables(table, out, name)
     print(to_markdown(table))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -45,7 +45,9 @@ def read_yaml(path: str | Path, field: str = "--config") -> dict:
     if not file.is_file():
         raise ConfigError(field, "an existing YAML file", str(path))
     try:
-        tree = yaml.safe_load(file.read_text())
+        tree = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(field, f"a UTF-8 YAML file (byte {err.start} is not UTF-8)", str(path)) from None
     except yaml.YAMLError as err:
         raise ConfigError(field, f"valid YAML ({str(err).splitlines()[0]})", str(path)) from None
     if tree is None:

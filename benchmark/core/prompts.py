@@ -17,7 +17,10 @@ def load_prompt_rows(path: str | Path, field: str = "prompts.file") -> list[dict
     file = Path(path) if path else None
     if file is None or not file.is_file():
         raise ConfigError(field, "an existing prompt file (.txt, .json or .jsonl)", None if path is None else str(path))
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(field, f"a UTF-8 text file (byte {err.start} is not UTF-8)", str(path)) from None
     try:
         if file.suffix == ".json":
             items = json.loads(text)

@@ -12,14 +12,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 
 from benchmark.core import distributed
-from benchmark.core.checkpoint import latest_valid, load_checkpoint, save_checkpoint
+from benchmark.core.checkpoint import latest_valid, list_checkpoints, load_checkpoint, save_checkpoint
+from benchmark.core.errors import ConfigError
 from benchmark.core.seeding import restore_rng, rng_state
 from benchmark.training.config import RunConfig
 from benchmark.training.ema import EMA
+
+
+class NonFiniteWeights(RuntimeError):
+    """A checkpoint was asked for while a weight is NaN or infinite."""
+
+
+def all_finite(model: nn.Module, ema: EMA) -> bool:
+    """Every trained parameter (this rank's shards) and every EMA tensor is finite."""
+    tensors = [p for p in model.parameters() if p.requires_grad] + list(ema.shadow)
+    local = [t.to_local() if hasattr(t, "to_local") else t for t in tensors]  # FSDP2: this rank's shard
+    return all(bool(torch.isfinite(t).all()) for t in local)
 
 
 @dataclass
@@ -57,17 +70,31 @@ class Checkpointer:
         if resume in (None, "none"):
             return Progress()
         found = latest_valid(self.root) if resume == "auto" else Path(resume)
+        if found is None and list_checkpoints(self.root):  # all damaged: refuse, never retrain from step 0
+            found = ConfigError("--resume", "a run with an intact checkpoint (every checkpoint in "
+                                f"{self.root} is damaged, see the warnings; nothing was changed)", "auto")
         ckpt = distributed.broadcast_object(found if self.env.is_main else None)
+        if isinstance(ckpt, ConfigError):
+            raise ckpt
         if ckpt is None:
             return Progress()
-        trainer = load_checkpoint(ckpt, model, optimizer, ema, lora=self.lora, is_main=self.env.is_main,
-                                  world_size=self.env.world_size)
+        try:
+            trainer = load_checkpoint(ckpt, model, optimizer, ema, lora=self.lora, is_main=self.env.is_main,
+                                      world_size=self.env.world_size)
+        except (RuntimeError, KeyError, ValueError) as err:  # shapes or keys of another model
+            raise ConfigError("--resume", f"a checkpoint of this model ({str(err).splitlines()[0][:300]})",
+                              str(ckpt)) from None
         restore_rng(trainer["rng"])
         self.latest = ckpt
         return Progress(**trainer["state"])
 
     def save(self, progress: Progress, model: nn.Module, optimizer: Optimizer, ema: EMA) -> Path:
-        """Write the checkpoint of ``progress.step`` (a collective: every rank calls it) and prune old ones."""
+        """Write the checkpoint of ``progress.step`` (a collective: every rank calls it) and prune old ones.
+
+        Raises ``NonFiniteWeights`` (and writes nothing) when a trained parameter or the EMA is not finite."""
+        if distributed.any_rank(not all_finite(model, ema), self.env.device):
+            raise NonFiniteWeights(f"step {progress.step}: non-finite weights are never checkpointed; the newest "
+                                   f"checkpoint is {self.latest}")
         trainer_state: dict[str, Any] = {"state": asdict(progress), "rng": rng_state()}
         self.latest = save_checkpoint(self.root, progress.step, model, optimizer, ema, trainer_state, lora=self.lora,
                                       backbone=self.backbone, is_main=self.env.is_main, keep=self.keep)

@@ -14,15 +14,20 @@ clipping 1.0, 300 iterations, 25 steps at 720 x 720, guidance 3.5.
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from benchmark.core.backbones import DTYPES, BackboneConfig
 from benchmark.core.cache import EmbeddingCache
+from benchmark.core.checkpoint import list_checkpoints, verify
 from benchmark.core.configs import merge, parse_overrides, plain, read_yaml, to_yaml, typed
 from benchmark.core.errors import ConfigError
-from benchmark.core.io import atomic_write_text
+from benchmark.core.io import atomic_write_text, check_writable
 from evaluators.rewards import reward_config
 from methods import method_config
 
@@ -48,8 +53,8 @@ class OptimConfig:
     def __post_init__(self):
         positive("optim.lr", self.lr)
         positive("optim.eps", self.eps)
-        if self.weight_decay < 0:
-            raise ConfigError("optim.weight_decay", "a number >= 0", self.weight_decay)
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError("optim.weight_decay", "a finite number >= 0", self.weight_decay)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError("optim.betas", "two numbers in [0, 1)", list(self.betas))
         if self.grad_clip is not None:
@@ -182,17 +187,51 @@ class RunConfig:
 
 
 def positive(field_name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(field_name, "a number > 0", value)
+    if not (value > 0 and math.isfinite(value)):  # inf would pass "> 0" and train non-finite weights
+        raise ConfigError(field_name, "a finite number > 0", value)
 
 
 # -- building: defaults -> YAML -> overrides --------------------------------------------------------
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read ``path`` (YAML) over the defaults, apply ``key.sub=value`` overrides, and build the typed config."""
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), unset: list[str] | None = None
+                ) -> RunConfig:
+    """Read ``path`` (YAML) over the defaults, apply ``key.sub=value`` overrides, and build the typed config.
+
+    ``${NAME}`` in a string of the file or an override is the environment variable NAME (as in the sweep specs:
+    ``backbone.path: ${FLUX_DIR}``). An unset one is a ConfigError naming the field, unless ``unset`` is a
+    list: then the text stays as written and "field: NAME" is appended to it (a dry run lists them all).
+    """
     layers = [read_yaml(path)] if path is not None else []
-    return config_from_dict(merge(*layers, parse_overrides(overrides)))
+    tree, missing = expand_variables(merge(*layers, parse_overrides(overrides)))
+    if missing and unset is None:
+        field, name = next(iter(missing.items()))
+        raise ConfigError(field, f"the environment variable {name} to be set (or the path written in its place)",
+                          f"${{{name}}}")
+    if unset is not None:
+        unset += [f"{field}: set {name}" for field, name in missing.items()]
+    return config_from_dict(tree)
+
+
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_variables(tree: Any, field: str = "") -> tuple[Any, dict[str, str]]:
+    """``${NAME}`` -> ``os.environ[NAME]`` in every string of ``tree``; returns it and {field: unset NAME}."""
+    if isinstance(tree, str):
+        unset = [n for n in VARIABLE.findall(tree) if n not in os.environ]
+        missing = {field: unset[0]} if unset else {}
+        return VARIABLE.sub(lambda m: os.environ.get(m.group(1), m.group(0)), tree), missing
+    if isinstance(tree, Mapping):
+        out, missing = {}, {}
+        for key, value in tree.items():
+            out[key], more = expand_variables(value, f"{field}.{key}" if field else str(key))
+            missing.update(more)
+        return out, missing
+    if isinstance(tree, list):
+        pairs = [expand_variables(v, f"{field}[{i}]") for i, v in enumerate(tree)]
+        return [v for v, _ in pairs], {k: n for _, m in pairs for k, n in m.items()}
+    return tree, {}
 
 
 def config_from_dict(tree: Mapping[str, Any]) -> RunConfig:
@@ -210,15 +249,41 @@ def config_from_dict(tree: Mapping[str, Any]) -> RunConfig:
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (``load_config(path)`` rebuilds the same config)."""
-    atomic_write_text(path, to_yaml(cfg))
+    """Write the resolved config as YAML (``load_config(path)`` rebuilds the same config).
+
+    A different config already there (a resume that was allowed to change it) is kept first, as
+    ``config.history/until-step-NNNNNN.yaml`` beside it: it records what the steps up to then trained."""
+    path, text = Path(path), to_yaml(cfg)
+    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") != text:
+        history = path.parent / "config.history"
+        name = f"until-step-{last_logged_step(path.parent):06d}.yaml"
+        while (history / name).exists():
+            name = "x" + name
+        atomic_write_text(history / name, path.read_text(encoding="utf-8", errors="replace"))
+    atomic_write_text(path, text)
+
+
+def last_logged_step(run_dir: Path) -> int:
+    """The last step in ``metrics.jsonl`` (0 when there is none; unreadable lines are skipped)."""
+    step = 0
+    file = run_dir / "metrics.jsonl"
+    for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if file.is_file() else []:
+        try:
+            step = max(step, int(json.loads(line)["step"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return step
 
 
 # -- cross-checks that need the world size or the filesystem ---------------------------------------
 
 
-def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, check_reward: bool = True) -> None:
-    """Everything that must hold before a model is loaded or the run directory is created."""
+def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, check_reward: bool = True,
+              allow_config_change: bool = False) -> None:
+    """Everything that must hold before a model is loaded or the run directory is created.
+
+    ``allow_config_change``: resume even when the config changes what the run trained (see ``check_same_training``).
+    """
     cfg.method.validate(cfg.schedule.num_steps)
     cfg.method.check_reward(cfg.reward)  # e.g. GRPO's per-reward advantages need a weighted reward
     s = cfg.schedule
@@ -237,7 +302,7 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
         raise ConfigError("distributed.strategy", "auto or ddp for LoRA (FSDP2 is for full fine-tuning)", "fsdp")
     cfg.backbone.check_paths()
     check_cache(cfg)
-    check_run_dir(cfg, resume)
+    check_run_dir(cfg, resume, allow_config_change)
     if check_reward:
         reward_config(cfg.reward)
 
@@ -253,12 +318,87 @@ def check_cache(cfg: RunConfig) -> None:
     cache.prompt_set(cfg.prompts.file)  # every prompt of the set must be cached
 
 
-def check_run_dir(cfg: RunConfig, resume: str | None) -> None:
+def check_run_dir(cfg: RunConfig, resume: str | None, allow_config_change: bool = False) -> None:
+    """The run directory can be written; a run there is resumed (never silently restarted or overwritten)
+    from a checkpoint that is complete and of this model, with a config that trains the same thing."""
     root = Path(cfg.run_dir)
     if root.exists() and not root.is_dir():
         raise ConfigError("run_dir", "a directory path", str(root))
+    if resume not in (None, "none", "auto") and not Path(resume).is_dir():
+        raise ConfigError("--resume", "auto, none or a checkpoint directory", resume)
     started = (root / "metrics.jsonl").exists() or (root / "checkpoints").exists()
     if started and resume in (None, "none"):
         raise ConfigError("run_dir", "a new directory, or --resume auto to continue this run", str(root))
-    if resume not in (None, "none", "auto") and not Path(resume).is_dir():
-        raise ConfigError("--resume", "auto, none or a checkpoint directory", resume)
+    check_writable(root, "run_dir")
+    if resume not in (None, "none", "auto"):
+        check_checkpoint(cfg, Path(resume))
+    elif resume == "auto":
+        found = list_checkpoints(root / "checkpoints")
+        if found and not any((c / "complete").is_file() for c in found):
+            raise ConfigError("--resume", f"a run with a complete checkpoint (none of the {len(found)} in "
+                              f"{root / 'checkpoints'} finished writing; name one with --resume DIR or start a new "
+                              "run_dir)", "auto")
+    if started and resume not in (None, "none"):
+        check_same_training(cfg, root / "config.yaml", allow_config_change)
+
+
+# what a run trains: a resume that changes one of these would continue another experiment under this run's name.
+# Left out: backbone.path (the same model moved), schedule.iterations (a run extended or cut short) and
+# schedule.micro_batch (the same global batch in other pieces).
+TRAINED = ("method", "backbone", "reward", "schedule", "train.lora")
+NOT_TRAINED = {"backbone.path", "schedule.iterations", "schedule.micro_batch"}
+
+
+def changed_training(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The dotted fields of ``TRAINED`` whose values differ between two config trees."""
+    def leaves(tree: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(tree, Mapping):
+            return {k: v for key, sub in tree.items() for k, v in leaves(sub, f"{prefix}.{key}").items()}
+        return {prefix: tree}
+
+    changed = []
+    for section in TRAINED:
+        a, b = old, new
+        for part in section.split("."):
+            a = a.get(part) if isinstance(a, Mapping) else None
+            b = b.get(part) if isinstance(b, Mapping) else None
+        la, lb = leaves(a, section), leaves(b, section)
+        changed += [k for k in sorted(set(la) | set(lb)) if k not in NOT_TRAINED and la.get(k) != lb.get(k)]
+    return changed
+
+
+def check_same_training(cfg: RunConfig, previous: Path, allow: bool) -> None:
+    """Refuse to resume with a config that trains something else than ``previous`` (the run's config.yaml)."""
+    if not previous.is_file():
+        return
+    old = read_yaml(previous, str(previous))
+    changed = changed_training(old, cfg.to_dict())
+    if changed and not allow:
+        a, b = old, cfg.to_dict()
+        for part in changed[0].split("."):
+            a = a.get(part) if isinstance(a, Mapping) else None
+            b = b.get(part) if isinstance(b, Mapping) else None
+        raise ConfigError(changed[0], f"the value this run was trained with ({a!r}) to resume it; {len(changed)} "
+                          f"field(s) differ ({', '.join(changed)}). Start a new run_dir, or pass "
+                          "--allow-config-change to continue this run with the new config (the old one is kept in "
+                          "config.history/)", b)
+
+
+def check_checkpoint(cfg: RunConfig, ckpt: Path) -> None:
+    """An explicit ``--resume`` checkpoint: complete, intact, and of this backbone and fine-tuning mode."""
+    problem = verify(ckpt)
+    if problem is not None:
+        raise ConfigError("--resume", f"a complete, intact checkpoint ({problem})", str(ckpt))
+    config = ckpt.parent.parent / "config.yaml"  # <run>/checkpoints/step_NNNNNN
+    if config.is_file():
+        old = read_yaml(config, str(config))
+        new = cfg.to_dict()
+        for key in ("name", "tiny"):
+            was, now = (old.get("backbone") or {}).get(key), new["backbone"][key]
+            if was != now:
+                raise ConfigError("--resume", f"a checkpoint of backbone.{key}={now!r} (it was trained with "
+                                  f"{was!r})", str(ckpt))
+        was_lora = ((old.get("train") or {}).get("lora") or {}).get("rank", 0)
+        if bool(was_lora) != cfg.lora or (cfg.lora and was_lora != cfg.train.lora.rank):
+            raise ConfigError("--resume", f"a checkpoint of train.lora.rank={cfg.train.lora.rank} (it was trained "
+                              f"with rank {was_lora})", str(ckpt))

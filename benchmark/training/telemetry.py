@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from benchmark.core import distributed
+from benchmark.core.io import atomic_write_text, read_jsonl, remove_stale_temporaries
 
 SUMMARY_KEYS = ("loss", "reward_mean", "grad_norm", "step_time")
 COMPLEMENT = {"single": "nested"}  # the name of the remainder of a gradient part
@@ -69,6 +70,7 @@ class Telemetry:
         self.bar = self.tb = None
         if not enabled:
             return
+        remove_stale_temporaries(run_dir)  # half-written files of a killed run
         self._truncate_after(start)  # a resumed run rewrites the steps after its checkpoint
         self.file = open(self.path, "a")
         if progress:
@@ -82,10 +84,11 @@ class Telemetry:
                 self.tb = None
 
     def _truncate_after(self, step: int) -> None:
+        """Keep the steps up to the checkpoint (a cut-short last line goes too), rewriting the file atomically."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        keep = [row for row in read_jsonl(self.path) if isinstance(row.get("step"), int) and row["step"] <= step]
+        atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in keep))
 
     def log(self, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -107,7 +110,7 @@ class Telemetry:
         """Summarise every logged step of the run (reading metrics.jsonl, so resumed runs are whole)."""
         if not self.enabled:
             return {}
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(self.path)
         good = [r for r in rows if not r.get("skipped")]
         tail = max(1, len(good) // 10)
         out: dict[str, Any] = {"steps_logged": len(rows), "steps_skipped": len(rows) - len(good)}
@@ -118,7 +121,7 @@ class Telemetry:
                 out[f"{key}_last"] = sum(values[-tail:]) / len(values[-tail:])
         out["peak_mem"] = max((r.get("peak_mem", 0) for r in rows), default=0)
         out.update(extra)
-        (self.path.parent / "summary.json").write_text(json.dumps(out, indent=2))
+        atomic_write_text(self.path.parent / "summary.json", json.dumps(out, indent=2))
         return out
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ from benchmark.core import distributed
 from benchmark.core.backbones import DTYPES, build_backbone
 from benchmark.core.engine import rollout
 from benchmark.core.seeding import seed_everything, seeded
-from benchmark.training.checkpointing import Checkpointer
+from benchmark.training.checkpointing import Checkpointer, NonFiniteWeights
 from benchmark.training.config import RunConfig, TrainingConfig, check_run, dump_config
 from benchmark.training.data import MicroBatch, make_batches, open_prompts
 from benchmark.training.ema import EMA
@@ -54,25 +54,27 @@ class TrainResult:
 
 
 def train(cfg: RunConfig, reward: Reward, *, resume: str | None = None, backbone: Any = None,
-          on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, dict], None] | None = None, allow_config_change: bool = False) -> TrainResult:
     """Fine-tune ``cfg.backbone`` with ``cfg.method`` on ``reward`` (images in [0,1], prompts -> [B]).
 
     ``resume``: None/"none" (a fresh run), "auto" (the newest valid checkpoint of the run directory, if any)
     or a checkpoint directory. ``backbone`` replaces building one from ``cfg.backbone`` (tests).
-    ``on_step(step, metrics)`` runs after each step's logging and checkpointing.
+    ``on_step(step, metrics)`` runs after each step's logging and checkpointing. ``allow_config_change``:
+    resume even when the config changes what the run trained (the old config is kept in config.history/).
     """
-    return Trainer(cfg, reward, resume=resume, backbone=backbone).fit(on_step)
+    return Trainer(cfg, reward, resume=resume, backbone=backbone, allow_config_change=allow_config_change).fit(on_step)
 
 
 class Trainer:
     """One run: ``__init__`` checks the config and builds everything once (nothing is built for a bad config,
     and the run directory appears only after every check); ``fit`` runs the steps."""
 
-    def __init__(self, cfg: RunConfig, reward: Reward, *, resume: str | None = None, backbone: Any = None):
+    def __init__(self, cfg: RunConfig, reward: Reward, *, resume: str | None = None, backbone: Any = None,
+                 allow_config_change: bool = False):
         self.cfg = cfg
         self.env, self.started = distributed.setup(cfg.distributed.backend, cfg.distributed.timeout_s)
         try:
-            check_run(cfg, self.env.world_size, resume, check_reward=False)
+            check_run(cfg, self.env.world_size, resume, check_reward=False, allow_config_change=allow_config_change)
         except BaseException:
             distributed.teardown(self.started)
             raise
@@ -234,17 +236,24 @@ class Trainer:
         limit = self.cfg.train.max_consecutive_skips
         if self.progress.consecutive_skips < limit:
             return
-        # parameters, optimiser and EMA are those of the last good step: save them and stop
-        ckpt = self.save()
+        # parameters, optimiser and EMA are those of the last good step: save them (if finite) and stop
+        ckpt, saved = self.checkpointer.latest, "the last finite step"
+        try:
+            ckpt = self.save()
+        except NonFiniteStop:
+            saved = "non-finite, so nothing was saved; the newest checkpoint is the last good state"
         raise NonFiniteStop(
             f"stopped at step {row['step']}: {self.progress.consecutive_skips} consecutive steps with a non-finite "
             f"loss or gradient (loss={row['loss']}, grad_norm={row['grad_norm']}; train.max_consecutive_skips="
-            f"{limit}). The model is that of the last finite step; checkpoint: {ckpt}. Check the reward and lower "
+            f"{limit}). The model is {saved}; checkpoint: {ckpt}. Check the reward and lower "
             "optim.lr or optim.grad_clip."
         )
 
     def save(self) -> Path:
-        return self.checkpointer.save(self.progress, self.model, self.optimizer, self.ema)
+        try:
+            return self.checkpointer.save(self.progress, self.model, self.optimizer, self.ema)
+        except NonFiniteWeights as err:  # never checkpointed: the run stops, the previous checkpoint stays the newest
+            raise NonFiniteStop(f"{err}. Check the reward and lower optim.lr or optim.grad_clip.") from None
 
 
 # -- pieces of the setup -------------------------------------------------------------------------------------

@@ -17,10 +17,11 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 
-from benchmark.core.io import atomic_path
+from benchmark.core.configs import read_yaml
+from benchmark.core.errors import ConfigError
+from benchmark.core.io import atomic_path, read_jsonl
 from evaluators.report.scores import GENEVAL_TASKS
 from evaluators.report.tables import TASK_LABELS
 
@@ -30,9 +31,14 @@ Runs = Mapping[str, "pd.DataFrame | Path | str"] | Iterable["Path | str"]
 def read_run(run_dir: Path | str) -> tuple[pd.DataFrame, dict]:
     """A run's telemetry (sorted by step) and its resolved config ({} when there is no config.yaml)."""
     run_dir = Path(run_dir)
-    metrics = pd.read_json(run_dir / "metrics.jsonl", lines=True).sort_values("step", ignore_index=True)
+    file = run_dir / "metrics.jsonl"
+    rows = read_jsonl(file)  # a cut-short last line (a killed run) is dropped, other damage is an error
+    if not rows or not all(isinstance(r.get("step"), int) for r in rows):
+        raise ConfigError(str(file), "telemetry rows with an integer step (leapbench train's metrics.jsonl)",
+                          f"{len(rows)} rows")
+    metrics = pd.DataFrame.from_records(rows).sort_values("step", ignore_index=True)
     config_path = run_dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    config = read_yaml(config_path, str(config_path)) if config_path.is_file() else {}
     return metrics, config or {}
 
 

@@ -83,6 +83,15 @@ class Table:
         return grid.reindex(index=self.rows, columns=[c.key for c in self.columns])
 
 
+def all_columns(scores: pd.DataFrame) -> tuple[Column, ...]:
+    """Layout ``all``: one column per (metric, tag) the scores hold, the paper's columns first, in their order."""
+    known = [c for c in REWARD_COLUMNS + GENEVAL_COLUMNS if len(_column_groups(scores, c))]
+    found = scores[["metric", "tag"]].drop_duplicates()
+    keys = {c.key for c in known}
+    return tuple(known) + tuple(Column(k, k) for k in (f"{m}/{t}" if t else m for m, t in found.itertuples(index=False))
+                                if k not in keys and not k.startswith("geneval/"))
+
+
 def _column_groups(scores: pd.DataFrame, column: Column) -> list[pd.DataFrame]:
     """The score groups a column averages: one (metric, tag) group, or the six tasks for GenEval overall."""
     if column.key == "geneval":
@@ -157,10 +166,10 @@ def build_table(scores: pd.DataFrame, layout: str = "table2", reference: pd.Data
     prompt_sets: optional metric -> prompt set, to score e.g. ``hpsv2.1`` only on ``hpdv2`` prompts.
     resamples, seed: the prompt bootstrap (95% percentile interval); the same seed for every cell.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; have {sorted(LAYOUTS)}")
-    columns = LAYOUTS[layout]
+    if layout not in LAYOUTS and layout != "all":
+        raise ValueError(f"unknown layout {layout!r}; have {sorted(LAYOUTS)} and 'all'")
     scores = validate_scores(scores).dropna(subset=["value"])
+    columns = LAYOUTS[layout] if layout != "all" else all_columns(scores)
     for metric, prompt_set in (prompt_sets or {}).items():
         scores = scores[(scores["metric"] != metric) | (scores["prompt_set"] == prompt_set)]
     if scores.empty:

@@ -125,6 +125,7 @@ def test_dry_run_prints_jobs_and_sbatch_parameters(dummy_paths, tmp_path, capsys
 
 def test_slurm_time_parsing():
     assert minutes("24:00:00") == 1440 and minutes("1-02:00:00") == 1560 and minutes(90) == 90 and minutes("30") == 30
+    assert minutes("1-02") == 1560 and minutes("1-02:30") == 1590 and minutes("10:30") == 11  # Slurm's forms
     with pytest.raises(ConfigError):
         minutes("0")
 
@@ -141,3 +142,18 @@ def test_debug_cluster_runs_the_whole_sweep_in_process(tmp_path):
     paths = collect(spec, tmp_path / "root", tmp_path / "out")
     assert {p.name for p in paths} >= {"tiny.md", "tiny.csv", "tiny-curves.png"}
     assert launch(spec, "debug", tmp_path / "root") == []  # finished: nothing to do
+
+
+def test_dry_run_prints_the_whole_plan_and_lists_every_missing_input(tmp_path, capsys, monkeypatch):
+    from benchmark.cli import main
+
+    names = ["FLUX_DIR", "HPS_CKPT", "PICKSCORE_DIR", "HPSV3_DIR", "IMAGEREWARD_DIR", "UNIFIED_REWARD_URL",
+             "CACHE_DIR", "PROMPTS_DIR"]
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    spec_path = spec_files()[0].parent / "table2-hpdv2.yaml"
+    assert main(["sweep", "launch", str(spec_path), "--root", str(tmp_path / "root"), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert "would submit 14 jobs" in captured.out and captured.out.count("#SBATCH --nodes=") == 14
+    assert all(f"paths.{name}: set {name}" in captured.err for name in names)
+    assert "Traceback" not in captured.err and not (tmp_path / "root").exists()

@@ -14,6 +14,9 @@ from benchmark.cli.bench.memory import ratios, run_cases
 from benchmark.cli.bench.real import run_real
 from benchmark.cli.bench.rollout import bench_rollout
 from benchmark.cli.bench.step import bench_method, part_times
+from benchmark.core.devices import check_device
+from benchmark.core.errors import ConfigError
+from benchmark.training.config import COMPILE_MODES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,8 +43,26 @@ def emit(rows: list[dict], as_json: bool, title: str) -> None:
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
-def run(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> None:
+    """Every flag's range and the device, before anything is built."""
+    if args.repeats < 1:
+        raise ConfigError("--repeats", "an integer >= 1", args.repeats)
+    if args.steps is not None and min(args.steps) < 2:
+        raise ConfigError("--steps", "sampling steps T >= 2", args.steps)
+    if args.resolution is not None and (args.resolution < 4 or args.resolution % 4):
+        raise ConfigError("--resolution", "a positive multiple of 4 pixels (the tiny FLUX)", args.resolution)
+    if args.which == "real":
+        multiple = 4 if args.tiny else 16
+        bad = [r for r in args.resolutions if r < multiple or r % multiple]
+        if bad:
+            raise ConfigError("--resolutions", f"positive multiples of {multiple} pixels", bad)
+    if args.compile is not None and args.compile not in COMPILE_MODES:
+        raise ConfigError("--compile", f"one of {', '.join(COMPILE_MODES)}", args.compile)
+    check_device(args.device)
 
+
+def run(args: argparse.Namespace) -> int:
+    check(args)
     methods = args.methods or [m for m in BENCH_METHODS if args.which != "step" or m != "full_backprop_ckpt"]
     if args.which == "memory":
         steps = args.steps or [10, 25, 50]

@@ -11,7 +11,9 @@ forward. MFU = achieved FLOP/s over the device's dense bf16 peak.
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
@@ -20,6 +22,7 @@ from benchmark.cli.bench.harness import sync
 from benchmark.core.backbones.flux import FluxBackbone, FluxCond
 from benchmark.core.backbones.tiny import FLUX_SCHEDULER
 from benchmark.core.engine import rollout
+from benchmark.core.errors import ConfigError
 from evaluators.rewards.toy import TinyConvReward
 from methods import LossContext, build_method
 
@@ -125,8 +128,30 @@ def leapalign_step(backbone, steps, batch, device, dtype, mode: str) -> dict:
     return {"mode": mode, "step_s": seconds, "peak_bytes": peak, "trained_params": sum(p.numel() for p in params)}
 
 
+def check_memory(device: torch.device, tiny: bool, modes) -> None:
+    """Refuse, before allocating anything, a transformer that cannot fit: its weights (counted on the meta
+    device) in the run's dtype, and on a CPU (where running out kills the process) the gradient and the two
+    AdamW moments of full fine-tuning too; ConfigError naming what is needed and what is free."""
+    with torch.device("meta"):
+        params = sum(p.numel() for p in FluxTransformer2DModel(**(TINY if tiny else FLUX_DEV)).parameters())
+    bytes_per = 2 if device.type == "cuda" else 4
+    copies = 4 if device.type == "cpu" and "full" in modes else 1
+    need = int(params * bytes_per * copies * 1.1)  # 10% for the VAE, activations and buffers
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").is_file() else ""
+        found = re.search(r"MemAvailable:\s+(\d+) kB", meminfo)
+        free = int(found.group(1)) * 1024 if found else None
+    if free is not None and need > free:
+        raise ConfigError("memory", f"{need / 2**30:.0f} GiB free on {device} for a {params / 1e9:.1f}B-parameter "
+                          f"transformer{' with full fine-tuning' if copies > 1 else ''} (--tiny runs the same code on "
+                          "a tiny config)", f"{free / 2**30:.0f} GiB free")
+
+
 def run_real(resolutions=(512, 720), steps=25, batch=1, device="cuda", tiny=False, modes=("lora", "full")) -> list[dict]:
     dev = torch.device(device)
+    check_memory(dev, tiny, modes)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     rows = []
     for resolution in resolutions:

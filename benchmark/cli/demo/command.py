@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from benchmark.cli.demo.pretrain import BUNDLED, pretrain
 from benchmark.cli.demo.report import build_table, write_plots, write_table
+from benchmark.core.errors import ConfigError
+from benchmark.core.io import check_writable
 from benchmark.core.testing import PROMPTS, tiny_cache
 from sweeps.jobs import is_done
 from sweeps.launcher import launch
@@ -120,7 +122,13 @@ def wait(spec, root: Path, records) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.time()
+    for flag in ("iterations", "samples"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag}", "an integer >= 1 (omitted: the backbone's default)", getattr(args, flag))
     out = args.out.resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", "a directory", str(args.out))
+    check_writable(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     tree = make_spec(out, args)
     spec = load_spec(tree)

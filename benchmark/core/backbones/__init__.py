@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -41,8 +42,13 @@ class BackboneConfig:
         for key, value in DEFAULTS[self.name].items():
             if getattr(self, key) is None:
                 setattr(self, key, 32 if self.tiny and key != "guidance" else value)
-        if self.guidance < 0:
-            raise ConfigError("backbone.guidance", "a number >= 0", self.guidance)
+        if not (self.guidance >= 0 and math.isfinite(self.guidance)):
+            raise ConfigError("backbone.guidance", "a finite number >= 0", self.guidance)
+        multiple = 4 if self.tiny else 16  # VAE scale x patch: 8 x 2 for FLUX.1 and SD3.5, 2 x 2 for the tiny ones
+        for key in ("height", "width"):
+            value = getattr(self, key)
+            if value < multiple or value % multiple:
+                raise ConfigError(f"backbone.{key}", f"a positive multiple of {multiple} pixels", value)
 
     def check_paths(self) -> None:
         """Check the model directory's layout without loading anything."""

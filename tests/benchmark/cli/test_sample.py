@@ -90,7 +90,7 @@ def test_checkpoint_written_by_training_changes_the_images(cache, base, tmp_path
     cfg = tiny_config(tmp_path, "flux", "refl", overrides)
     with single_thread():
         result = train(cfg, TinyReward())
-    assert sample(cache, tmp_path / "run-samples", "--run", cfg.run_dir, model=()) == 0
+    assert sample(cache, tmp_path / "run-samples", "--run", cfg.run_dir, "--no-ema", model=()) == 0
     trained = pixels(tmp_path / "run-samples")
     base_images = pixels(base)
     assert trained.keys() == base_images.keys()
@@ -105,6 +105,14 @@ def test_checkpoint_written_by_training_changes_the_images(cache, base, tmp_path
     assert sample(cache, tmp_path / "ema-samples", "--run", cfg.run_dir, "--ema", model=()) == 0
     ema = pixels(tmp_path / "ema-samples")
     assert any(not np.array_equal(ema[k], trained[k]) for k in ema)
+    # --run alone takes the run's EMA weights (ema_decay > 0) and the run's own prompt cache
+    own = tmp_path / "own-samples"
+    with single_thread():
+        assert main(["sample", "--run", cfg.run_dir, "--out", str(own), "--steps", "4", "--images", str(IMAGES),
+                     "--batch-size", "2", "--no-progress", "--limit", str(len(SET))]) == 0
+    settings = json.loads((own / "sampling.json").read_text())
+    assert settings["ema"] is True and settings["prompts"] == len(SET)
+    assert {k: v.tobytes() for k, v in pixels(own).items()} == {k: v.tobytes() for k, v in ema.items()}
     if not lora:  # a local diffusers model directory: VAE and scheduler from it, the transformer from the checkpoint
         local = model_dir(tmp_path / "model")
         assert sample(cache, tmp_path / "local", "--checkpoint", str(result.checkpoint), "--model-path", str(local),

@@ -102,3 +102,33 @@ def test_embed_cli_with_a_tiny_flux_pipeline(tmp_path):
     (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS[:4]))
     assert main(["embed", "--config", str(tmp_path / "run.yaml"), "--max-sequence-length", "16"]) == 0
     assert len(EmbeddingCache.open(tmp_path / "cache")) == 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_a_damaged_shard_is_refused_and_embed_repairs_it(tmp_path, damage):
+    from benchmark.core.cache import EmbeddingCache, shard_problem
+    from benchmark.core.errors import ConfigError
+    from benchmark.core.testing import PROMPTS, fake_encoder, tiny_cache
+
+    root = tiny_cache(tmp_path / "cache", "flux", PROMPTS)
+    expected = EmbeddingCache.open(root).tensors(PROMPTS)
+    shard = sorted(root.glob("shard-*.safetensors"))[1]
+    data = shard.read_bytes()
+    if damage == "truncate":
+        shard.write_bytes(data[:-64])
+    elif damage == "flip":  # same size, same header: only the checksum sees it
+        shard.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    else:
+        shard.unlink()
+    if damage != "flip":
+        with pytest.raises(ConfigError, match=shard.name):
+            EmbeddingCache.open(root)
+    calls = []
+    encode = fake_encoder("flux")
+    write_cache(root, PROMPTS, lambda batch: calls.append(batch) or encode(batch), "flux", batch_size=4, shard_size=4)
+    assert sum(len(c) for c in calls) == 4  # only the damaged shard's prompts were encoded again
+    repaired = EmbeddingCache.open(root)
+    assert all(shard_problem(root / s, r, checksum=True) is None for s, r in repaired.index["shards"].items())
+    got = repaired.tensors(PROMPTS)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
