@@ -73,6 +73,8 @@ class Telemetry:
         self.bar, self.trackers = None, []
         if not enabled:
             return
+        before = self.path.parent / "summary.json"  # a resumed run's predecessors, for its total wall time
+        self.before = json.loads(before.read_text()) if start and before.is_file() else {}
         self._truncate_after(start)  # a resumed run rewrites the steps after its checkpoint
         self.file = open(self.path, "a")
         if progress:
@@ -114,6 +116,9 @@ class Telemetry:
                 out[f"{key}_last"] = sum(values[-tail:]) / len(values[-tail:])
         out["peak_mem"] = max((r.get("peak_mem", 0) for r in rows), default=0)
         out.update(extra)
+        if "wall_time" in extra:  # this process; the total adds the processes before a resume
+            earlier = self.before.get("wall_time_total", self.before.get("wall_time", 0.0))
+            out["wall_time_total"] = earlier + extra["wall_time"]
         (self.path.parent / "summary.json").write_text(json.dumps(out, indent=2))
         self.summary_row = out
         return out

@@ -72,8 +72,11 @@ class Wandb:
         self.run.log({"train/step": step, **{f"train/{k}": v for k, v in scalars.items()}})
 
     def finish(self, summary: dict[str, Any]) -> None:
+        import wandb  # an optional extra
+
         self.run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
         self.run.finish()
+        wandb.teardown()  # finish() may return before W&B's service has written the run; teardown waits for it
 
 
 def open_trackers(run_dir: Path, start: int, tensorboard: bool, wandb: Any = None,

@@ -97,6 +97,7 @@ def test_wandb_offline_and_tensorboard_mirror_metrics_jsonl_across_a_resume(tmp_
     with single_thread():
         train(toy_config(run_dir), ToyModeReward())
         first_id = (run_dir / "wandb" / "run_id").read_text().strip()
+        first = json.loads((run_dir / "summary.json").read_text())
         # resume from the step-2 checkpoint: steps 3 and 4 are logged again
         train(toy_config(run_dir), ToyModeReward(), resume=str(run_dir / "checkpoints" / "step_000002"))
     rows = logged_rows(run_dir)
@@ -112,6 +113,10 @@ def test_wandb_offline_and_tensorboard_mirror_metrics_jsonl_across_a_resume(tmp_
         assert {k: history[row["step"]][k] for k in numbers} == numbers
     assert config["method"]["name"] == "leapalign" and config["logging"]["wandb"]["mode"] == "offline"
     assert summary["status"] == "finished" and summary["step"] == 4
+    second = json.loads((run_dir / "summary.json").read_text())  # the wall time of both processes
+    assert first["wall_time_total"] == first["wall_time"]
+    assert second["wall_time_total"] == first["wall_time"] + second["wall_time"]
+    assert second["world_size"] == 1 and second["device"] == "cpu"
 
     for key in ("reward_mean", "loss", "grad_norm", "k", "grad_norm_nested"):
         expected = {r["step"]: np.float32(r[key]) for r in rows if key in r}
