@@ -14,7 +14,9 @@ spaced selection of the rest, so both the extremes and typical prompts are there
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,6 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from benchmark.core.io import atomic_path
 from evaluators.report.runs import SampleSet
 
 KEY = ["prompt_id", "prompt"]
@@ -79,17 +80,23 @@ def slug(text: str) -> str:
 
 
 def thumbnail(src: Path, out_dir: Path, name: str, size: int) -> Path:
-    """A copy of ``src`` no larger than ``size`` pixels a side (PNG if it is that small already, else JPEG);
-    kept as it is while it is newer than its source."""
+    """A copy of ``src`` no larger than ``size`` pixels a side (the PNG itself if it is that small, else a JPEG);
+    kept while it is newer than its source. Written to a temporary name and renamed, without fsync: a thumbnail
+    is a cache the next report remakes, and thousands of fsyncs would dominate the report's time."""
     with Image.open(src) as image:
         small = max(image.size) <= size
         dst = out_dir / f"{name}.{'png' if small else 'jpg'}"
         if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
             return dst
-        image = image.convert("RGB")
-        image.thumbnail((size, size), Image.Resampling.LANCZOS)
-        with atomic_path(dst) as tmp:
-            image.save(tmp, format="PNG" if small else "JPEG", quality=90)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / f".{name}.{os.getpid()}.tmp"
+        if small:
+            shutil.copyfile(src, tmp)
+        else:
+            image = image.convert("RGB")
+            image.thumbnail((size, size), Image.Resampling.LANCZOS)
+            image.save(tmp, format="JPEG", quality=90)
+    os.replace(tmp, dst)
     return dst
 
 

@@ -14,7 +14,6 @@ from PIL import Image, ImageDraw
 
 from benchmark.cli.demo.report import LABELS, ORDER
 from benchmark.cli.demo.stages import SAMPLES, SCORES
-from benchmark.core.io import atomic_write_text
 from benchmark.core.toy_data import CENTERS, PREFERRED_RADIUS, RARE
 from evaluators.report import build_table, read_scores
 from evaluators.report.page import write_report as write_page
@@ -43,7 +42,7 @@ def toy_picture(point: torch.Tensor, before: torch.Tensor, size: int = 128) -> I
     return image
 
 
-def write_sample_folders(run_dirs: dict[str, Path], backbone: str, limit: int = 200) -> None:
+def write_sample_folders(run_dirs: dict[str, Path], limit: int = 60) -> None:
     """Each run's held-out samples as ``<run_dir>/samples/<NNNNN>/samples/<k>.png`` with metadata.jsonl, the
     layout the report's browser reads: tiny FLUX's images per prompt, or the first `limit` toy samples drawn
     by `toy_picture` (sample i is "prompt" i, as in the scores)."""
@@ -62,14 +61,14 @@ def write_sample_folders(run_dirs: dict[str, Path], backbone: str, limit: int = 
         for prompt_id, k, prompt, image in items:
             target = folder / f"{prompt_id:05d}"
             (target / "samples").mkdir(parents=True, exist_ok=True)
-            atomic_write_text(target / "metadata.jsonl", json.dumps({"prompt": prompt}) + "\n")
+            (target / "metadata.jsonl").write_text(json.dumps({"prompt": prompt}) + "\n")
             image.save(target / "samples" / f"{k}.png")
 
 
 def write_report(run_dirs: dict[str, Path], out: Path, backbone: str, budget: str) -> Path:
     """report/index.html: the paper-layout table of the demo's metrics (deltas to Pretrained), the training
     curves, the sample browser (the same held-out noise or prompt across methods) and the runs' configs."""
-    write_sample_folders(run_dirs, backbone)
+    write_sample_folders(run_dirs)
     order = sorted(run_dirs, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
     runs = [read_run_dir(run_dirs[m], name=LABELS.get(m, m)) for m in order]
     scores = pd.concat([read_scores(run_dirs[m] / SCORES).assign(run=LABELS.get(m, m)) for m in order])
