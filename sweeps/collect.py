@@ -44,27 +44,34 @@ def sweep_table(spec: Spec, root: Path | str) -> tuple[Table, pd.DataFrame, str 
     return table, scores, baseline
 
 
+def ablation_figure(spec: Spec, root: Path | str, table: Table, out: Path) -> tuple[Path, str] | None:
+    """The spec's ablation plot (``collect: {ablation: method.alpha}``): each metric against the ablated value,
+    with its CIs, and its caption; None for a spec that ablates nothing."""
+    key = spec.collect.get("ablation")
+    if not key:
+        return None
+    cells = table.cells[table.cells["source"] == "ours"]
+    value = {r.name: lookup(r.config, key) for r in spec.runs if (r.run_dir(root) / SCORES).is_file()}
+    frame = pd.DataFrame({"ablation": key.split(".")[-1], "value": [str(value.get(row)) for row in cells["row"]],
+                          "metric": cells["key"], "mean": cells["mean"], "ci_low": cells["ci_low"],
+                          "ci_high": cells["ci_high"]})
+    frame = frame[[row in value and value[row] is not None for row in cells["row"]]]
+    return plot_ablation(frame, out), f"Ablation of {key}: each metric against its value, 95% prompt-bootstrap CIs."
+
+
 def collect(spec: Spec, root: Path | str, out: Path | str) -> list[Path]:
     root, out = Path(root).resolve(), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table, scores, baseline = sweep_table(spec, root)
     scored = [r for r in spec.runs if (r.run_dir(root) / SCORES).is_file()]
-    settings = spec.collect
     written = list(write_tables(table, out, spec.name))
     written.append(write_scores(scores, out / f"{spec.name}-scores.parquet"))
     trained = {r.name: r.run_dir(root) for r in scored if r.train and (r.run_dir(root) / "metrics.jsonl").is_file()}
     if trained:
         written.append(plot_training_curves(trained, out / f"{spec.name}-curves.png"))
-    figures = []
-    if settings.get("ablation"):
-        key = settings["ablation"]
-        cells = table.cells[table.cells["source"] == "ours"]
-        value = {r.name: lookup(r.config, key) for r in scored}
-        frame = pd.DataFrame({"ablation": key.split(".")[-1], "value": [str(value.get(row)) for row in cells["row"]],
-                              "metric": cells["key"], "mean": cells["mean"], "ci_low": cells["ci_low"],
-                              "ci_high": cells["ci_high"]})
-        frame = frame[[row in value and value[row] is not None for row in cells["row"]]]
-        written.append(plot_ablation(frame, out / f"{spec.name}-ablation.png"))
-        figures.append((written[-1], f"Ablation of {key}: each metric against its value, 95% prompt-bootstrap CIs."))
+    ablation = ablation_figure(spec, root, table, out / f"{spec.name}-ablation.png")
+    if ablation:
+        written.append(ablation[0])
+    figures = [ablation] if ablation else []
     written.append(write_sweep_report(spec, root, out / "report", table, scores, baseline, figures))
     return written

@@ -56,7 +56,7 @@ def check(args: argparse.Namespace) -> Path:
 def from_spec(args: argparse.Namespace, source: Path) -> Path:
     # the sweep modules bring the training and evaluation stack (torch, the scorers): only a spec needs them
     from benchmark.cli.sweep import parse_set  # heavy: the sweep stack
-    from sweeps.collect import sweep_table  # heavy: the sweep stack
+    from sweeps.collect import ablation_figure, sweep_table  # heavy: the sweep stack
     from sweeps.report import write_sweep_report  # heavy: the sweep stack
     from sweeps.spec import load_spec  # heavy: the sweep stack
 
@@ -64,11 +64,14 @@ def from_spec(args: argparse.Namespace, source: Path) -> Path:
     root = Path(args.root or Path("results/sweeps") / spec.name)
     if not root.is_dir():
         raise ConfigError("--root", f"the sweep root of {spec.name} (runs/, jobs.json)", str(root))
+    out = Path(args.out or root / "report")
     try:
         table, scores, baseline = sweep_table(spec, root)
     except FileNotFoundError:  # nothing scored yet: the page shows the runs' state
         table, scores, baseline = None, pd.DataFrame(), spec.collect.get("baseline")
-    return write_sweep_report(spec, root, Path(args.out or root / "report"), table, scores, baseline,
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    ablation = ablation_figure(spec, root, table, out / "img" / "ablation.png") if table is not None else None
+    return write_sweep_report(spec, root, out, table, scores, baseline, [ablation] if ablation else [],
                               max_prompts=args.max_prompts, thumb=args.thumb)
 
 

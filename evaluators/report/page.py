@@ -24,8 +24,9 @@ import pandas as pd
 
 from benchmark.core.io import atomic_write_text
 from evaluators.report.browser import browser_data
-from evaluators.report.plots import plot_choice_histograms, plot_grad_norms, plot_training_curves
+from evaluators.report.plots import plot_choice_histograms, plot_geneval_radar, plot_grad_norms, plot_training_curves
 from evaluators.report.runs import ONLY_SOME, RunInfo, config_diff, run_facts
+from evaluators.report.scores import GENEVAL_TASKS
 from evaluators.report.tables import Table
 from evaluators.report.writers import write_tables
 
@@ -128,6 +129,18 @@ def training_figures(runs: Sequence[RunInfo], img: Path) -> list[Figure]:
     return made
 
 
+def result_figures(table: Table | None, img: Path) -> list[Figure]:
+    """GenEval's six task accuracies per row on a radar chart, when the table has them."""
+    tasks = [f"geneval/{t}" for t in GENEVAL_TASKS]
+    if table is None or not set(tasks) <= {c.key for c in table.columns}:
+        return []
+    accuracies = table.wide()[tasks].dropna()
+    if accuracies.empty:
+        return []
+    return [(plot_geneval_radar(accuracies, img / "geneval_radar.png"),
+             "GenEval task accuracies of every row with all six (ours and the paper's).")]
+
+
 def figures_html(figures: Sequence[Figure], out: Path) -> str:
     if not figures:
         return '<p class="note">No run has telemetry (metrics.jsonl) yet.</p>'
@@ -222,7 +235,8 @@ def write_report(out: Path | str, *, title: str, table: Table | None, scores: pd
     out = Path(out)
     img = out / "img"
     img.mkdir(parents=True, exist_ok=True)
-    shown = list(training_figures(runs, img)) + [copy_figure(Path(p), c, img) for p, c in figures]
+    shown = [*training_figures(runs, img), *result_figures(table, img),
+             *(copy_figure(Path(p), c, img) for p, c in figures)]
     sets = [s for r in runs for s in r.samples]
     browser = browser_data(sets, scores, out, max_prompts=max_prompts, thumb=thumb, progress=progress)
     atomic_write_text(out / "report.json", json.dumps(browser, indent=1, allow_nan=False))

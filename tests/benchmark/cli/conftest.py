@@ -20,7 +20,7 @@ def apt_install() -> str:
     for command in (["apt-get", "install", "-y", "-q", *PACKAGES], ["apt-get", "update", "-q"],
                     ["apt-get", "install", "-y", "-q", *PACKAGES]):
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:
             return f"{' '.join(command)}: {err}"
         said = (done.stderr or done.stdout)[-2000:]

@@ -95,14 +95,16 @@ def test_the_demo_report_in_a_real_browser(toy_demo, chromium, tmp_path):
         # the sample browser: 5 prompts a page, a column per run; next page; order by disagreement; jump to one
         scroll_to(chrome, "#samples")
         first = texts(chrome, "#browser .prompt .text")
-        assert len(first) == 5 and len(chrome.find_elements(By.CSS_SELECTOR, "#browser .prompt:first-child figure")) == 7
+        assert len(first) == 5
+        assert len(chrome.find_elements(By.CSS_SELECTOR, "#browser .prompt:first-child figure")) == len(ROWS)
         wait_for_images(chrome, "#browser .prompt img")
         chrome.find_element(By.CSS_SELECTOR, "#browser button.next").click()
         assert texts(chrome, "#browser .prompt .text") != first
         assert "page 2 /" in chrome.find_element(By.CSS_SELECTOR, "#browser .page").text
         Select(chrome.find_element(By.CSS_SELECTOR, "#browser select.order")).select_by_value("reward")
         most = data["orders"]["reward"][0]
-        assert texts(chrome, "#browser .prompt .text")[0] == f"#{data['prompts'][most]['id']} {data['prompts'][most]['text']}"
+        prompt = data["prompts"][most]
+        assert texts(chrome, "#browser .prompt .text")[0] == f"#{prompt['id']} {prompt['text']}"
         chrome.find_element(By.CSS_SELECTOR, "ol.disagree a").click()
         assert "flash" in chrome.find_element(By.ID, f"prompt-{most}").get_attribute("class")
         wait_for_images(chrome, "#browser .prompt img")

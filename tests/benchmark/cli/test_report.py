@@ -35,6 +35,7 @@ def test_report_of_a_folder_of_runs(tmp_path, capsys):
 
 def test_report_of_a_sweep_spec(tmp_path, capsys):
     tree = tiny_spec(tmp_path, methods=("refl", "leapalign"))
+    tree["collect"]["ablation"] = "method.name"  # the ablation plot joins the page
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(tree))
     spec = load_spec(tmp_path / "spec.yaml")
     root = tmp_path / "root"
@@ -52,6 +53,7 @@ def test_report_of_a_sweep_spec(tmp_path, capsys):
     html = (tmp_path / "page" / "index.html").read_text()
     assert "Sweep tiny" in html and "NOT_SUBMITTED (score)" in html and html.count(">DONE<") == 2
     assert '<td class="text">method.name</td>' in html  # the configs come from the spec
+    assert 'src="img/ablation.png"' in html and (tmp_path / "page" / "img" / "ablation.png").is_file()
     data = browser_data(tmp_path / "page" / "index.html")
     assert [s["label"] for s in data["sets"]] == [r.name for r in spec.runs]
     scored = data["prompts"][0]["scores"]["hpsv2.1"][0]

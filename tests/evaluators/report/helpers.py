@@ -29,7 +29,8 @@ def make_run(path, seed, geneval=True, nested=True):
 
 PROMPTS = ["a red cat", "two blue dogs", "a green car", "a yellow bird"]
 # per-run score offsets by prompt: the runs disagree most on prompt 2, then 0, then 3, then 1 (hpsv2.1)
-OFFSETS = {"pretrained": [0.00, 0.00, 0.00, 0.00], "refl": [0.03, 0.01, 0.10, 0.02], "leapalign": [0.05, 0.00, 0.02, 0.04]}
+OFFSETS = {"pretrained": [0.00, 0.00, 0.00, 0.00], "refl": [0.03, 0.01, 0.10, 0.02],
+           "leapalign": [0.05, 0.00, 0.02, 0.04]}
 
 
 def write_sample_folder(folder, run, images=2, size=40, step=None):
@@ -76,7 +77,8 @@ def make_report_runs(root):
             rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
             with open(run_dir / "metrics.jsonl", "w") as f:
                 for r in rows:  # the method's choices: LeapAlign's k > j, ReFL's t_min
-                    r |= {"k": 20 + r["step"] % 3, "j": 5 + r["step"] % 2} if run == "leapalign" else {"t_min": 1 + r["step"] % 4}
+                    step = r["step"]
+                    r |= {"k": 20 + step % 3, "j": 5 + step % 2} if run == "leapalign" else {"t_min": 1 + step % 4}
                     f.write(json.dumps(r) + "\n")
             config = {"method": {"name": run, **({"alpha": 0.3} if run == "leapalign" else {"m": 11})},
                       "optim": {"lr": 1e-5}, "schedule": {"iterations": 40}, "run_dir": str(run_dir)}

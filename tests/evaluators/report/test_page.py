@@ -90,7 +90,8 @@ def test_the_page_refers_only_to_files_beside_it(built):
     html = index.read_text()
     assert "http://" not in html and "https://" not in html and html.count("</script>") == 2
     assert {p.name for p in out.iterdir()} >= {"index.html", "img", "report.json", "table.csv", "table.md", "table.tex"}
-    assert {p.name for p in (out / "img").iterdir()} >= {"curves.png", "grad_norms.png", "grad_parts.png", "choices.png"}
+    figures = {"curves.png", "grad_norms.png", "grad_parts.png", "choices.png"}
+    assert {p.name for p in (out / "img").iterdir()} >= figures
 
 
 def test_the_results_table_shows_the_table_cells(built):
@@ -127,8 +128,8 @@ def test_the_browser_lines_up_prompts_and_orders_them_by_disagreement(built):
     data = page.data
     assert json.loads((index.parent / "report.json").read_text()) == data
     assert [s["label"] for s in data["sets"]] == ["leapalign", "pretrained", "refl"]  # directory order
-    assert [s["caption"] for s in data["sets"]] == ["step 40 · EMA · 50 steps · seed 0",
-                                                    "base model · 50 steps · seed 0", "step 40 · EMA · 50 steps · seed 0"]
+    trained = "step 40 · EMA · 50 steps · seed 0"
+    assert [s["caption"] for s in data["sets"]] == [trained, "base model · 50 steps · seed 0", trained]
     assert [p["text"] for p in data["prompts"]] == PROMPTS and data["images"] == 2
     # range over runs of each run's mean hpsv2.1 on the prompt: the largest offset minus the smallest
     ranges = [max(o[i] for o in OFFSETS.values()) - min(o[i] for o in OFFSETS.values()) for i in range(4)]
@@ -140,7 +141,8 @@ def test_the_browser_lines_up_prompts_and_orders_them_by_disagreement(built):
     for k in range(2):
         for column, label in enumerate(["leapalign", "pretrained", "refl"]):
             path = index.parent / cat["img"][k][column]
-            with Image.open(path) as thumb, Image.open(runs[label] / "samples" / "00000" / "samples" / f"{k}.png") as src:
+            source = runs[label] / "samples" / "00000" / "samples" / f"{k}.png"
+            with Image.open(path) as thumb, Image.open(source) as src:
                 assert thumb.format == "PNG" and np.array_equal(np.asarray(thumb), np.asarray(src))  # small: as is
 
 
@@ -238,3 +240,17 @@ def test_a_run_folder_is_found_and_sample_sets_of_checkpoints_are_columns(tmp_pa
     index = write_report(tmp_path / "one", title="t", table=None, scores=earlier, runs=found, progress=False)
     data = Page(index.read_text()).data
     assert data["prompts"][0]["scores"]["hpsv2.1"][0] == [0.28, 0.0]  # each column its own scores
+
+
+def test_geneval_tables_get_the_radar_chart(tmp_path):
+    from evaluators.report import GENEVAL_TASKS
+
+    rows = [{"run": run, "method": run, "prompt_set": "geneval", "prompt_id": i, "prompt": f"p{i}", "image": 0,
+             "metric": "geneval", "tag": task, "value": float((i + r) % 2)}
+            for r, run in enumerate(["pretrained", "leapalign"]) for i, task in enumerate(GENEVAL_TASKS * 2)]
+    scores = pd.DataFrame(rows)
+    table = build_table(scores, "geneval", "paper", "pretrained", resamples=10)
+    index = write_report(tmp_path / "out", title="g", table=table, scores=scores, runs=[], progress=False)
+    assert 'src="img/geneval_radar.png"' in index.read_text()
+    with Image.open(tmp_path / "out" / "img" / "geneval_radar.png") as radar:
+        assert radar.size == (600, 600)
