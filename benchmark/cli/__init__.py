@@ -28,6 +28,7 @@ COMMANDS = {
     "plot": ("benchmark.cli.plot", "training, ablation, gradient-norm, radar and sample-grid plots"),
     "geneval-prompts": ("benchmark.cli.geneval_prompts", "generate GenEval-style training prompts (JSONL metadata)"),
     "sweep": ("benchmark.cli.sweep", "launch, watch and collect sweeps on Slurm, locally or in-process"),
+    "report": ("benchmark.cli.report", "one static HTML page for a sweep or a set of runs (tables, curves, samples)"),
     "demo": ("benchmark.cli.demo.command", "the whole benchmark on the toy backbone, on a CPU, in minutes"),
     "bench": ("benchmark.cli.bench.command", "memory, step-time and rollout benchmarks against the floor and diffusers"),
 }

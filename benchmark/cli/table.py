@@ -13,11 +13,12 @@ from pathlib import Path
 from benchmark.core.errors import ConfigError
 from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators.report import LAYOUTS, build_table, read_scores, to_markdown, write_tables
+from evaluators.report.tables import AUTO
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scores", nargs="+", help="scores files (.parquet, .csv) or directories of .parquet")
-    parser.add_argument("--layout", default="table2", choices=[*sorted(LAYOUTS), "all"],
+    parser.add_argument("--layout", default="table2", choices=[*sorted(LAYOUTS), AUTO],
                         help="a paper table, or all: one column per metric in the scores (no paper rows)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--name", help="file name stem (default: the layout)")
@@ -52,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         raise ConfigError("SCORES", f"readable scores files ({err})", args.scores) from None
     metrics = sorted(set(scores["metric"]))
-    if args.layout != "all" and not {c.metric for c in LAYOUTS[args.layout]} & set(metrics):
+    if args.layout != AUTO and not {c.metric for c in LAYOUTS[args.layout]} & set(metrics):
         raise ConfigError("--layout", f"a layout with a column these scores fill (they hold {', '.join(metrics)}; "
-                          "--layout all has a column for each)", args.layout)
+                          "--layout auto has a column for each)", args.layout)
     for metric, prompt_set in prompt_sets.items():
         if scores[(scores["metric"] == metric) & (scores["prompt_set"] == prompt_set)].empty:
             raise ConfigError("--prompt-set", f"a metric and prompt set the scores hold (metrics {', '.join(metrics)}; "
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     elif baseline is not None and baseline.lower() == "none":
         baseline = None
     try:
-        reference = None if args.no_paper or args.layout == "all" else "paper"
+        reference = None if args.no_paper or args.layout == AUTO else "paper"
         table = build_table(scores, args.layout, reference=reference, baseline=baseline,
                             prompt_sets=prompt_sets, resamples=args.resamples, seed=args.seed)
     except ValueError as err:

@@ -14,6 +14,7 @@ clipping 1.0, 300 iterations, 25 steps at 720 x 720, guidance 3.5.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -140,10 +141,21 @@ class CheckpointConfig:
 
 
 @dataclass
+class WandbConfig:
+    """``logging.wandb``: mirror the telemetry stream to Weights & Biases (the optional ``wandb`` extra)."""
+
+    project: str = "leapbench"
+    entity: str | None = None  # None = the account's default entity
+    mode: Literal["online", "offline", "disabled"] = "online"  # offline: no network; `wandb sync <run_dir>/wandb`
+    group: str | None = None  # e.g. the sweep's name
+
+
+@dataclass
 class LoggingConfig:
     progress: bool = True  # tqdm bar with the running reward
     tensorboard: bool = True  # also write TensorBoard scalars when tensorboard is installed
     grad_parts_every: int = 10  # every N steps split the gradient norm (single / nested); costs one more backward
+    wandb: WandbConfig | None = None  # null = no W&B; a section = log every step to W&B as well
 
     def __post_init__(self):
         if self.grad_parts_every < 0:
@@ -303,6 +315,8 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
     cfg.backbone.check_paths()
     check_cache(cfg)
     check_run_dir(cfg, resume, allow_config_change)
+    if cfg.logging.wandb is not None and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("logging.wandb", "the wandb package (pip install 'leapbench[wandb]'), or null", "not installed")
     if check_reward:
         reward_config(cfg.reward)
 

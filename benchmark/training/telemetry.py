@@ -1,4 +1,5 @@
-"""Per-step telemetry: <run_dir>/metrics.jsonl (one JSON object per step), TensorBoard, tqdm, summary.json.
+"""Per-step telemetry: <run_dir>/metrics.jsonl (one JSON object per step), tqdm, summary.json, and the same rows
+to TensorBoard and W&B when asked for (``trackers.py``).
 
 Each line holds ``step, loss, reward_mean, reward_std``, the method's metrics and choices as it reports
 them (``weight, k, j, ts, t_min, t_train, d_j, d_0 ...``), ``grad_norm`` (total, before clipping), for
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from benchmark.core import distributed
 from benchmark.core.io import atomic_write_text, read_jsonl, remove_stale_temporaries
+from benchmark.training.trackers import open_trackers, scalars
 
 SUMMARY_KEYS = ("loss", "reward_mean", "grad_norm", "step_time")
 COMPLEMENT = {"single": "nested"}  # the name of the remainder of a gradient part
@@ -63,25 +65,23 @@ def peak_memory(device: torch.device) -> int:
 class Telemetry:
     """Rank 0 writes; other ranks hold a no-op instance (``enabled=False``)."""
 
-    def __init__(self, run_dir: Path, enabled: bool, total: int, start: int, progress: bool, tensorboard: bool):
+    def __init__(self, run_dir: Path, enabled: bool, total: int, start: int, progress: bool, tensorboard: bool,
+                 wandb: Any = None, config: dict | None = None):
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
         self.rows: list[dict] = []
-        self.bar = self.tb = None
+        self.summary_row: dict[str, Any] = {}
+        self.bar, self.trackers = None, []
         if not enabled:
             return
         remove_stale_temporaries(run_dir)  # half-written files of a killed run
+        before = self.path.parent / "summary.json"  # a resumed run's predecessors, for its total wall time
+        self.before = read_json_or_empty(before) if start else {}
         self._truncate_after(start)  # a resumed run rewrites the steps after its checkpoint
         self.file = open(self.path, "a")
         if progress:
             self.bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter  # tensorboard is an optional extra
-
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:
-                self.tb = None
+        self.trackers = open_trackers(run_dir, start, tensorboard, wandb, config)
 
     def _truncate_after(self, step: int) -> None:
         """Keep the steps up to the checkpoint (a cut-short last line goes too), rewriting the file atomically."""
@@ -97,10 +97,8 @@ class Telemetry:
         self.rows.append(row)
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
-        if self.tb is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
-                    self.tb.add_scalar(f"train/{key}", value, row["step"])
+        for tracker in self.trackers:
+            tracker.log(row["step"], scalars(row))
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(reward=f"{row.get('reward_mean', float('nan')):.4f}",
@@ -121,7 +119,11 @@ class Telemetry:
                 out[f"{key}_last"] = sum(values[-tail:]) / len(values[-tail:])
         out["peak_mem"] = max((r.get("peak_mem", 0) for r in rows), default=0)
         out.update(extra)
+        if "wall_time" in extra:  # this process; the total adds the processes before a resume
+            earlier = self.before.get("wall_time_total", self.before.get("wall_time", 0.0))
+            out["wall_time_total"] = earlier + extra["wall_time"]
         atomic_write_text(self.path.parent / "summary.json", json.dumps(out, indent=2))
+        self.summary_row = out
         return out
 
     def close(self) -> None:
@@ -130,8 +132,8 @@ class Telemetry:
         self.file.close()
         if self.bar is not None:
             self.bar.close()
-        if self.tb is not None:
-            self.tb.close()
+        for tracker in self.trackers:
+            tracker.finish(self.summary_row)
 
 
 def _jsonable(value: Any) -> Any:
@@ -142,3 +144,12 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None  # strict JSON has no NaN/inf: a non-finite value is logged as null (see "skipped")
     return value
+
+
+def read_json_or_empty(path: Path) -> dict:
+    """A JSON object file, or {} when it is missing or damaged (a summary is a convenience, never a reason to stop)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -118,7 +118,7 @@ class Trainer:
     def fit(self, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
         cfg, progress = self.cfg, self.progress
         telemetry = Telemetry(self.run_dir, self.env.is_main, cfg.schedule.iterations, progress.step,
-                              cfg.logging.progress, cfg.logging.tensorboard)
+                              cfg.logging.progress, cfg.logging.tensorboard, cfg.logging.wandb, cfg.to_dict())
         stop = StopFlag().install()
         t_start, status = time.perf_counter(), "finished"
         try:
@@ -143,6 +143,7 @@ class Trainer:
             summary = telemetry.summary({"status": status, "step": progress.step,
                                          "skipped_total": progress.skipped_total,
                                          "wall_time": time.perf_counter() - t_start,
+                                         "world_size": self.env.world_size, "device": self.device.type,
                                          "checkpoint": str(self.checkpointer.latest) if self.checkpointer.latest
                                          else None})
             telemetry.close()

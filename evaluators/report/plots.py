@@ -107,6 +107,30 @@ def plot_grad_norms(runs: Runs, out: Path | str, *,
     return save_figure(fig, out)
 
 
+def choice_counts(runs: Mapping[str, pd.DataFrame], key: str) -> pd.DataFrame:
+    """Values of an integer choice (rows) x runs that logged it (columns): the number of steps it was drawn."""
+    counts = {label: frame[key].dropna().astype(int).value_counts() for label, frame in runs.items() if key in frame}
+    return pd.DataFrame(counts).fillna(0).astype(int).sort_index()
+
+
+def plot_choice_histograms(runs: Runs, out: Path | str, *, keys: Sequence[str] = ("k", "j", "t_min"),
+                           figsize: tuple[float, float] = (10.0, 3.5), dpi: int = 100) -> Path:
+    """How often each integer choice was drawn over training, one panel per choice present (LeapAlign's leap
+    start k and end j, ReFL's / DRTune's t_min), side-by-side bars per run (`choice_counts`)."""
+    runs = _telemetry(runs)
+    fig, present, axes = _curve_panels(runs, keys, figsize, dpi)
+    for ax, key in zip(axes, present):
+        counts = choice_counts(runs, key)
+        width = 0.8 / counts.shape[1]
+        for i, label in enumerate(counts.columns):
+            ax.bar(counts.index - 0.4 + width * (i + 0.5), counts[label], width, label=label,
+                   color=f"C{list(runs).index(label)}")
+        ax.set(xlabel=key, ylabel="steps", title=f"{key} drawn per step")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize="small")
+    return save_figure(fig, out)
+
+
 def plot_ablation(frame: pd.DataFrame, out: Path | str, *, panel_size: tuple[float, float] = (4.0, 3.0),
                   dpi: int = 100) -> Path:
     """A metric against an ablated value, with CI error bars where given.

@@ -61,6 +61,7 @@ LAYOUTS: dict[str, tuple[Column, ...]] = {
     "sd35m": REWARD_COLUMNS,
     "table3": (Column("hpsv2.1", "HPSv2.1"), Column("pickscore", "PickScore"), Column("hpsv3", "HPSv3")),
 }
+AUTO = "auto"  # a layout of the metrics the scores hold (``metric_columns``), for runs beyond the paper's tables
 CELL_COLUMNS = ["row", "source", "method", "group", "key", "mean", "ci_low", "ci_high", "delta",
                 "n_prompts", "n_images", "rank", "is_baseline", "protocol"]
 PAPER = "paper"
@@ -83,13 +84,15 @@ class Table:
         return grid.reindex(index=self.rows, columns=[c.key for c in self.columns])
 
 
-def all_columns(scores: pd.DataFrame) -> tuple[Column, ...]:
-    """Layout ``all``: one column per (metric, tag) the scores hold, the paper's columns first, in their order."""
-    known = [c for c in REWARD_COLUMNS + GENEVAL_COLUMNS if len(_column_groups(scores, c))]
-    found = scores[["metric", "tag"]].drop_duplicates()
-    keys = {c.key for c in known}
-    return tuple(known) + tuple(Column(k, k) for k in (f"{m}/{t}" if t else m for m, t in found.itertuples(index=False))
-                                if k not in keys and not k.startswith("geneval/"))
+def metric_columns(scores: pd.DataFrame) -> tuple[Column, ...]:
+    """A column per metric in the scores: the paper's columns first, in their order (GenEval overall and the
+    tasks present), then any other metric under its own name (e.g. the demo's ``reward``)."""
+    present = set(scores["metric"]) | {f"geneval/{t}" for t in scores.loc[scores["metric"] == "geneval", "tag"]}
+    if all(f"geneval/{task}" in present for task in GENEVAL_TASKS):
+        present.add("geneval")
+    known = [c for c in REWARD_COLUMNS + GENEVAL_COLUMNS if c.key in present]
+    others = sorted(present - {c.key for c in REWARD_COLUMNS + GENEVAL_COLUMNS} - {"geneval"})
+    return (*known, *(Column(metric, metric) for metric in others))
 
 
 def _column_groups(scores: pd.DataFrame, column: Column) -> list[pd.DataFrame]:
@@ -159,17 +162,18 @@ def build_table(scores: pd.DataFrame, layout: str = "table2", reference: pd.Data
                 resamples: int = 1000, seed: int = 0) -> Table:
     """Build a results table from per-image scores (see `scores.py` for the format).
 
-    layout: a key of `LAYOUTS` (``table2`` = the paper's Table 2: six rewards, GenEval overall and tasks).
+    layout: a key of `LAYOUTS` (``table2`` = the paper's Table 2: six rewards, GenEval overall and tasks), or
+        ``"auto"`` for a column per metric present (no paper table belongs to it: use reference=None).
     reference: paper rows to print under ours: ``"paper"`` for the layout's own paper table, a DataFrame with
         `method`, optional `group` and metric-key columns (e.g. `paper_table(...)`), or None for none.
     baseline: run name or method of our row that deltas are taken against; None for no deltas.
     prompt_sets: optional metric -> prompt set, to score e.g. ``hpsv2.1`` only on ``hpdv2`` prompts.
     resamples, seed: the prompt bootstrap (95% percentile interval); the same seed for every cell.
     """
-    if layout not in LAYOUTS and layout != "all":
-        raise ValueError(f"unknown layout {layout!r}; have {sorted(LAYOUTS)} and 'all'")
+    if layout != AUTO and layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; have {sorted(LAYOUTS)} or {AUTO!r}")
     scores = validate_scores(scores).dropna(subset=["value"])
-    columns = LAYOUTS[layout] if layout != "all" else all_columns(scores)
+    columns = metric_columns(scores) if layout == AUTO else LAYOUTS[layout]
     for metric, prompt_set in (prompt_sets or {}).items():
         scores = scores[(scores["metric"] != metric) | (scores["prompt_set"] == prompt_set)]
     if scores.empty:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 
 from benchmark.core.errors import ConfigError
@@ -140,7 +143,18 @@ def test_debug_cluster_runs_the_whole_sweep_in_process(tmp_path):
     status = sweep_status(spec, tmp_path / "root")
     assert list(status["state"]) == ["DONE", "DONE"] and list(status["step"]) == [0, 4]
     paths = collect(spec, tmp_path / "root", tmp_path / "out")
-    assert {p.name for p in paths} >= {"tiny.md", "tiny.csv", "tiny-curves.png"}
+    assert {p.name for p in paths} >= {"tiny.md", "tiny.csv", "tiny-curves.png", "index.html"}
+    # the report's browser: both runs' real samples side by side, each image with its own score
+    browser = json.loads((tmp_path / "out" / "report" / "report.json").read_text())
+    scores = pd.read_parquet(tmp_path / "out" / "tiny-scores.parquet").set_index(["run", "prompt_id", "image"])
+    assert [s["label"] for s in browser["sets"]] == ["pretrained", "leapalign"] and browser["images"] == 2
+    assert len(browser["prompts"]) == 2
+    for prompt in browser["prompts"]:
+        for k in range(2):
+            for column, run in enumerate(["pretrained", "leapalign"]):
+                assert (tmp_path / "out" / "report" / prompt["img"][k][column]).is_file()
+                expected = scores.loc[(run, prompt["id"], k), "value"]
+                assert prompt["scores"]["hpsv2.1"][k][column] == round(float(expected), 6)
     assert launch(spec, "debug", tmp_path / "root") == []  # finished: nothing to do
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from benchmark.cli.demo.page import write_report
 from benchmark.cli.demo.pretrain import BUNDLED, pretrain
 from benchmark.cli.demo.report import build_table, write_plots, write_table
 from benchmark.core.errors import ConfigError
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     budget = (f"every method: {s['iterations']} iterations x batch {s['global_batch']}, T={s['num_steps']}, "
               f"lr {tree['base']['optim']['lr']}, seed 0")
     files = write_table(table, out, budget) + write_plots(run_dirs, out, "toy" if args.backbone == "toy" else "flux")
+    files.append(write_report(run_dirs, out, args.backbone, budget))
     print()
     print((out / "table.md").read_text())
     print(f"wrote {', '.join(str(f.relative_to(out)) for f in files)} to {out} in {time.time() - start:.0f} s")

@@ -200,7 +200,7 @@ DRY = TRAIN + ["--dry-run"]
 SAMPLE = ["sample", "--cache", "{cache}", "--out", "{tmp}/out", "--backbone", "flux", "--tiny", "--dtype", "float32",
           "--steps", "2", "--images", "1", "--no-progress"]
 SCORE = ["score", "{samples}", "--out", "{tmp}/s.parquet", "--no-progress", "--device", "cpu"]
-TABLE = ["table", "{scores}", "--out", "{tmp}/tables", "--layout", "all", "--resamples", "10"]
+TABLE = ["table", "{scores}", "--out", "{tmp}/tables", "--layout", "auto", "--resamples", "10"]
 LAUNCH = ["sweep", "launch", "{spec}", "--root", "{tmp}/sweep", "--cluster", "slurm", "--dry-run"]
 EMBED = ["embed", "--config", "{config}", "backbone.tiny=true", "prompts.file={prompts}", "prompts.cache={tmp}/c"]
 

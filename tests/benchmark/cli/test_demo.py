@@ -1,8 +1,15 @@
-"""The CPU demo end to end at a smaller size: the real sweep path (submitit's local executor), table, plots."""
+"""The CPU demo end to end at a smaller size: the real sweep path (submitit's local executor), table, plots, and
+its HTML report opened in a real browser (headless Chromium)."""
 
+import contextlib
+import io
+import json
 import os
+import shutil
+from pathlib import Path
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from benchmark.cli import main
@@ -10,12 +17,21 @@ from benchmark.cli import main
 ROWS = ["Pretrained", "ReFL", "DRaFT-LV", "DRTune", "LeapAlign", "Full backprop", "GRPO"]
 
 
-def test_toy_demo_through_the_local_executor(tmp_path, capsys):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def toy_demo(tmp_path_factory):
+    """One toy demo (15 iterations, 300 held-out samples) for the tests below: its folder and what it printed."""
+    out = tmp_path_factory.mktemp("toy") / "demo"
     threads = os.environ.get("OMP_NUM_THREADS")
-    assert main(["demo", "--out", str(out), "--iterations", "15", "--samples", "300"]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["demo", "--out", str(out), "--iterations", "15", "--samples", "300"])
+    assert status == 0
     assert os.environ.get("OMP_NUM_THREADS") == threads  # the jobs' one-thread setting does not leak to the caller
-    printed = capsys.readouterr().out
+    return out, printed.getvalue()
+
+
+def test_toy_demo_through_the_local_executor(toy_demo):
+    out, printed = toy_demo
     table = pd.read_csv(out / "table.csv")
     assert list(table["method"]) == ROWS
     assert (table["samples"] == 300).all()
@@ -29,11 +45,86 @@ def test_toy_demo_through_the_local_executor(tmp_path, capsys):
     for name, size in (("reward_curves.png", (1000, 400)), ("grad_norms.png", (1000, 400)), ("samples.png", (1800, 320))):
         with Image.open(out / name) as image:
             assert image.size == size
-    assert "table.md" in printed and str(out) in printed
+    assert "table.md" in printed and "report/index.html" in printed and str(out) in printed
     # every trained run logged the same budget: 15 steps each
     for run_dir in (out / "sweep" / "runs").iterdir():
         if not run_dir.name.startswith("pretrained"):
             assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 15
+
+
+def test_the_demo_report_in_a_real_browser(toy_demo, chromium, tmp_path):
+    """Headless Chromium opens report/index.html from the file system: the table (sortable), the figures and
+    the sample browser (paging, ordering by disagreement) work, nothing is fetched from anywhere but the
+    report's folder, the console stays free of errors, and the screenshots are not blank."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.benchmark.cli.browser import (
+        console_errors,
+        images_loaded,
+        ink,
+        open_browser,
+        requested_urls,
+        screenshot,
+        scroll_to,
+        texts,
+        wait_for_images,
+    )
+
+    out, _ = toy_demo
+    index = out / "report" / "index.html"
+    data = json.loads((out / "report" / "report.json").read_text())
+    with open_browser(chromium) as chrome:
+        chrome.get(index.as_uri())
+        assert texts(chrome, "#results-table tbody td:first-child") == ROWS
+        assert chrome.find_element(By.CSS_SELECTOR, "#results-table tbody tr.baseline td").text == "Pretrained"
+        figures = images_loaded(chrome, "#curves img")  # curves, grad norm, t_min / k / j draws, the demo's samples
+        assert len(figures) == 4 and all(figures)
+        top = screenshot(chrome)
+
+        # sorting: the reward column, descending then ascending, by the numbers behind the cells
+        headers = chrome.find_elements(By.CSS_SELECTOR, "#results-table th")
+        column = [h.text for h in headers].index("reward ↑")
+        cells = f"#results-table tbody td:nth-child({column + 1})"
+        for order in ("descending", "ascending"):
+            headers[column].click()
+            values = [float(e.get_attribute("data-sort")) for e in chrome.find_elements(By.CSS_SELECTOR, cells)]
+            assert values == sorted(values, reverse=order == "descending")
+            assert headers[column].get_attribute("aria-sort") == order
+
+        # the sample browser: 5 prompts a page, a column per run; next page; order by disagreement; jump to one
+        scroll_to(chrome, "#samples")
+        first = texts(chrome, "#browser .prompt .text")
+        assert len(first) == 5
+        assert len(chrome.find_elements(By.CSS_SELECTOR, "#browser .prompt:first-child figure")) == len(ROWS)
+        wait_for_images(chrome, "#browser .prompt img")
+        chrome.find_element(By.CSS_SELECTOR, "#browser button.next").click()
+        assert texts(chrome, "#browser .prompt .text") != first
+        assert "page 2 /" in chrome.find_element(By.CSS_SELECTOR, "#browser .page").text
+        Select(chrome.find_element(By.CSS_SELECTOR, "#browser select.order")).select_by_value("reward")
+        most = data["orders"]["reward"][0]
+        prompt = data["prompts"][most]
+        assert texts(chrome, "#browser .prompt .text")[0] == f"#{prompt['id']} {prompt['text']}"
+        chrome.find_element(By.CSS_SELECTOR, "ol.disagree a").click()
+        assert "flash" in chrome.find_element(By.ID, f"prompt-{most}").get_attribute("class")
+        wait_for_images(chrome, "#browser .prompt img")
+        scroll_to(chrome, "#browser .controls")
+        samples = screenshot(chrome)
+
+        assert console_errors(chrome) == []
+        urls = requested_urls(chrome, index.as_uri())
+        assert len(urls) > 10 and all(u.startswith(("file://", "data:")) for u in urls), urls
+
+    for image in (top, samples):  # not blank: varied pixels in the page and in its upper half (table, figures)
+        assert image.size == (1400, 1000)
+        std, colours = ink(image)
+        assert std > 20 and colours > 500, (std, colours)
+        assert ink(image, (0, 0, 1400, 500))[0] > 20
+    top.save(tmp_path / "report.png")
+    samples.save(tmp_path / "report-samples.png")
+    if os.environ.get("LEAPBENCH_SCREENSHOTS"):  # README's screenshots: LEAPBENCH_SCREENSHOTS=docs/images pytest ...
+        for name in ("report.png", "report-samples.png"):
+            shutil.copyfile(tmp_path / name, Path(os.environ["LEAPBENCH_SCREENSHOTS"]) / name)
 
 
 def test_tiny_flux_demo_runs_the_flux_path(tmp_path):
@@ -45,3 +136,6 @@ def test_tiny_flux_demo_runs_the_flux_path(tmp_path):
     assert "preferred" not in table  # the toy's structure metric only exists on the toy
     with Image.open(out / "samples.png") as grid:  # 4 rows (runs) x the first 6 images of each, 96 px cells
         assert grid.size == (6 * 96, 4 * 96)
+    browser = json.loads((out / "report" / "report.json").read_text())  # tiny FLUX's images, 2 per prompt
+    assert [s["label"] for s in browser["sets"]] == ["Pretrained", "ReFL", "LeapAlign", "GRPO"]
+    assert browser["images"] == 2 and all(all(p["img"][k]) for p in browser["prompts"] for k in range(2))

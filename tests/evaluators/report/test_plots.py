@@ -8,9 +8,11 @@ import torch
 from PIL import Image
 
 from evaluators.report import (
+    choice_counts,
     paper_ablation,
     paper_table,
     plot_ablation,
+    plot_choice_histograms,
     plot_geneval_radar,
     plot_grad_norms,
     plot_sample_grid,
@@ -50,6 +52,18 @@ def test_training_curves(runs, tmp_path):
 def test_grad_norms(runs, tmp_path):
     out = plot_grad_norms(runs, tmp_path / "grad.png", window=5, figsize=(12, 4), dpi=80)
     assert png_size(out) == ("PNG", (960, 320))
+
+
+def test_choice_histograms_count_the_draws(tmp_path):
+    leap = pd.DataFrame({"step": range(6), "k": [20, 21, 20, 22, 20, 21], "j": [5, 5, 6, 5, 5, 6]})
+    refl = pd.DataFrame({"step": range(4), "t_min": [1, 3, 3, np.nan]})
+    counts = choice_counts({"leapalign": leap, "refl": refl}, "k")
+    assert counts.to_dict() == {"leapalign": {20: 3, 21: 2, 22: 1}}
+    assert choice_counts({"leapalign": leap, "refl": refl}, "t_min").to_dict() == {"refl": {1: 1, 3: 2}}
+    out = plot_choice_histograms({"leapalign": leap, "refl": refl}, tmp_path / "choices.png", figsize=(9, 3), dpi=50)
+    assert png_size(out) == ("PNG", (450, 150))
+    with pytest.raises(ValueError, match="none of"):
+        plot_choice_histograms({"refl": refl}, tmp_path / "none.png", keys=("k",))
 
 
 def test_ablation_grid_size(tmp_path):
