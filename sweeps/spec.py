@@ -17,7 +17,7 @@ A spec is a YAML file (or a mapping)::
     resources: {sample: {nodes: 1}, score: {gpus_per_node: 1}}  # per-stage changes of those
     collect: {layout: table2, baseline: pretrained}              # how ``sweep collect`` tabulates
 
-A run's id is the sha1 of its resolved config (defaults filled in, ``run_dir`` left out, ``${NAME}`` kept
+A run's id is the sha1 of its resolved config (defaults filled in, ``run_dir`` and ``logging`` left out, ``${NAME}`` kept
 unexpanded so moving a model directory keeps the id), its eval section and its stage list; its directory is
 ``<root>/runs/<name>-<id>``. Runs without training are identified by backbone and eval only.
 """
@@ -309,6 +309,7 @@ def resolve_run(name: str, raw: dict, eval_raw: Mapping, values: Mapping, stages
         raise ConfigError(f"{where}: {err.field}", str(err).split(": expected ", 1)[-1]) from None
     order = [(s, stages[s]) for s in STAGES if stages.get(s) and (train or s != "train")]
     del config["run_dir"], identity["run_dir"]
+    del identity["logging"]  # how a run is watched (progress, TensorBoard, W&B) is not what it trains
     if not train:
         identity = {"backbone": identity["backbone"]}
     digest = json.dumps({"config": identity, "eval": eval_identity, "stages": order}, sort_keys=True, default=str)
