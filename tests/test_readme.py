@@ -52,7 +52,7 @@ def test_the_cpu_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
     assert means["leapalign"] > means["pretrained"]  # 20 steps of LeapAlign raise the reward it was trained on
     settings = (tmp_path / "results/samples/leapalign/sampling.json").read_text()
     assert '"ema": true' in settings  # sample --run took the run's EMA weights and its cache
-    table = (tmp_path / "results/tables/all.md").read_text()
+    table = (tmp_path / "results/tables/auto.md").read_text()
     assert "tiny-flux-leapalign" in table and "flux-pretrained" in table
     assert Path("results/plots/curves.png").stat().st_size > 1000 and Path("results/plots/grid.png").is_file()
 

@@ -39,16 +39,21 @@ Figure = tuple[Path, str]  # an image file and its caption
 
 
 def protocols(table: Table, scores: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """(row, column key) -> the protocol that produced the number."""
+    """(row, column key) -> the protocol that produced the number: the table cell's where it was recorded (the
+    scores' ``protocol``, ``evaluators.report.scores.PROTOCOLS``), else the scores' own, else ours / the paper's."""
     cells = table.cells
-    if "protocol" in cells:
-        return {(r, k): str(p) for r, k, p in zip(cells["row"], cells["key"], cells["protocol"])}
-    found = {}
+    recorded = cells["protocol"].fillna("").astype(str) if "protocol" in cells else pd.Series("", index=cells.index)
+    by_metric = {}
     if "protocol" in scores:
-        by_metric = scores.groupby(["run", "metric"])["protocol"].agg(lambda p: ", ".join(sorted(set(map(str, p)))))
-        found = {(r, k): by_metric.get((r, k.split("/")[0]), OURS) for r, k in zip(cells["row"], cells["key"])}
-    return {(r, k): found.get((r, k), PAPER if s == "paper" else OURS)
-            for r, k, s in zip(cells["row"], cells["key"], cells["source"])}
+        by_metric = scores.groupby(["run", "metric"])["protocol"].agg(lambda p: ", ".join(sorted(set(map(str, p)) - {""})))
+    out = {}
+    for r, k, s, p in zip(cells["row"], cells["key"], cells["source"], recorded):
+        if s == "paper" and p in ("", "paper"):
+            out[(r, k)] = PAPER
+            continue
+        known = p if p and set(p.split("+")) != {"unrecorded"} else by_metric.get((r, k.split("/")[0]), "")
+        out[(r, k)] = known or OURS
+    return out
 
 
 def number_cell(cell: pd.Series, scale: float, decimals: int, protocol: str, baseline: str) -> str:

@@ -455,6 +455,20 @@ def table_cases() -> list[Case]:
     ]
 
 
+def report_cases() -> list[Case]:
+    report = ["report", "{tmp}", "--out", "{tmp}/r"]
+    return [
+        Case("report/source-missing", ["report", "{tmp}/none", "--out", "{tmp}/r"], "SPEC_OR_ROOT"),
+        Case("report/no-runs-in-folder", report, "SPEC_OR_ROOT"),
+        Case("report/spec-not-yaml", ["report", "{file}", "--out", "{tmp}/r"], "", text("s.yaml", "name: [a\n")),
+        Case("report/thumb-too-small", report + ["--thumb", "4"], "--thumb"),
+        Case("report/max-prompts-negative", report + ["--max-prompts", "-1"], "--max-prompts"),
+        Case("report/resamples-zero", report + ["--resamples", "0"], "--resamples"),
+        Case("report/out-is-a-file", ["report", "{tmp}", "--out", "{file}"], "--out", a_file),
+        Case("report/layout-unknown", report + ["--layout", "table9"], ""),
+    ]
+
+
 def plot_cases() -> list[Case]:
     return [
         Case("plot/curves-run-missing", ["plot", "curves", "{tmp}/none", "--out", "{tmp}/c.png"], "RUN_DIR"),
@@ -617,6 +631,6 @@ def general_cases() -> list[Case]:
     ]
 
 
-CASES = (train_values() + embed_cases() + sample_cases() + score_cases() + table_cases() + plot_cases()
+CASES = (train_values() + embed_cases() + sample_cases() + score_cases() + table_cases() + report_cases() + plot_cases()
          + geneval_prompt_cases() + sweep_cases() + demo_cases() + bench_cases() + general_cases())
 assert len({c.name for c in CASES}) == len(CASES), "case names must be unique"
