@@ -45,7 +45,8 @@ def protocols(table: Table, scores: pd.DataFrame) -> dict[tuple[str, str], str]:
     recorded = cells["protocol"].fillna("").astype(str) if "protocol" in cells else pd.Series("", index=cells.index)
     by_metric = {}
     if "protocol" in scores:
-        by_metric = scores.groupby(["run", "metric"])["protocol"].agg(lambda p: ", ".join(sorted(set(map(str, p)) - {""})))
+        joined = lambda p: ", ".join(sorted(set(map(str, p)) - {""}))  # noqa: E731
+        by_metric = scores.groupby(["run", "metric"])["protocol"].agg(joined)
     out = {}
     for r, k, s, p in zip(cells["row"], cells["key"], cells["source"], recorded):
         if s == "paper" and p in ("", "paper"):
