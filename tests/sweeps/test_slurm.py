@@ -41,8 +41,10 @@ def all_done(spec, root):
     return (status["state"] == "DONE").all()
 
 
-def logs(root: Path) -> str:
-    return "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted(Path(root).glob("logs/*/*_log.*")))
+def logs(root: Path, tail: int | None = 2000) -> str:
+    """The jobs' logs, each cut to its last `tail` characters (None: whole) so that a failure message stays short."""
+    files = sorted(Path(root).glob("logs/*/*_log.*"))
+    return "\n".join(f"--- {p}\n{p.read_text()[-tail:] if tail else p.read_text()}" for p in files)
 
 
 def train_only(tmp: Path, name: str, iterations: int) -> dict:
@@ -99,7 +101,7 @@ def test_preempted_run_resumes_from_its_checkpoint_to_the_same_parameters(slurm,
     urgent = submit_urgent(cpus)
     wait_for(lambda: "preempted at step" in logs(root), 120, "the victim to checkpoint on preemption", every=0.5)
     wait_for(lambda: all_done(spec, root), 240, "the requeued run to finish", every=2)
-    text = logs(root)
+    text = logs(root, tail=None)  # the preemption line is far from the end once the requeued run has logged
     preempted_at = int(text.split("preempted at step ")[1].split(":")[0])
     assert 10 <= preempted_at < iterations and f"finished at step {iterations}" in text, text
     sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", f"{record.job_id},{urgent}", "-o", "JobID,State,Partition"],
