@@ -1,8 +1,15 @@
 """The GRPO peers' FLUX.1-dev recipes as ``method.preset`` values: each peer's published training script, transcribed.
 
-A preset is a run-config layer placed under the section that names it (``training.config``): it sets the method
-fields below and the run settings its script uses (steps, batch, learning rate, LoRA ...); every value written
-beside the preset, or in a later layer, wins. Sources (repository, file, what it sets):
+A preset is a run-config layer expanded where ``method.preset`` is written (``training.config.merge_layers``,
+``sweeps.spec.over``): it sets the method fields below and the run settings its script uses (steps, batch,
+learning rate, LoRA ...) over what came before; every value written beside the preset, or in a later layer, wins.
+Batches are the scripts' global ones (GPUs x samples per GPU): on as many GPUs each rank holds what the peer's
+does, and which samples share an optimiser step is the peer's. Not reproduced: Flow-GRPO's EMA (decay
+min((1 + n) / (10 + n), 0.9) every 8th step; LeapBench's ``optim.ema_decay`` applies), its sample-level shuffle
+(micro-batches are shuffled; the same with ``schedule.micro_batch=1``) and its model time fl(fl(1000 sigma) / 1000)
+(one float32 ulp from sigma); MixGRPO's truncated windows past start T - 2 - 4 before it rolls back (its 300
+rollouts reach start 11); the bf16 noise of DanceGRPO and MixGRPO.
+Sources (repository, file, what it sets):
 
 dancegrpo  XueZeyue/DanceGRPO @15cc71d. scripts/finetune/finetune_flux_grpo.sh (16 GPUs): --num_generations 12,
            --eta 0.3, --sampling_steps 16, --shift 3, --timestep_fraction 0.6, --ignore_last, --init_same_noise,
@@ -21,7 +28,8 @@ mixgrpo    Tencent-Hunyuan/MixGRPO @e5cdd6a. scripts/finetune/finetune_flux_grpo
            fastvideo/utils/grpo_states.py (max_timesteps = sampling_steps - 2: the last two steps never train),
            fastvideo/utils/sampling_utils.py (flow_grpo_step; ODE steps outside the window; the sampled x0 is
            scored), fastvideo/train_grpo_flux.py (4 optimiser steps per rollout of 12 samples per rank).
-flowgrpo   yifan123/flow_grpo @74db691. config/grpo.py pickscore_flux (32 GPUs): num_steps 6, resolution 512,
+flowgrpo   yifan123/flow_grpo (config/grpo.py @31c71b9, config/base.py @54809b5, scripts/train_flux.py @74db691,
+           flow_grpo/stat_tracking.py @94e23ee). config/grpo.py pickscore_flux (32 GPUs): num_steps 6, resolution 512,
            guidance 3.5, num_image_per_prompt 24, train_batch_size 3, num_batches_per_epoch 12,
            gradient_accumulation_steps 6 (2 optimiser steps per epoch), num_inner_epochs 1,
            timestep_fraction 0.99, beta 0, global_std True, same_latent False, noise_level 0.9; config/base.py:
