@@ -10,7 +10,9 @@
 
 DanceGRPO (fastvideo/train_grpo_flux.py, train_one_step) is this with 3 steps per rollout of 12 samples per rank,
 MixGRPO with 4, Flow-GRPO (scripts/train_flux.py) with 2 and a shuffle per inner epoch. Noise, choices and the
-shuffle are functions of (seed, step, micro-batch), so a resumed run repeats them.
+shuffle are functions of (seed, step, micro-batch), so a resumed run repeats them. As in the peers' scripts, an
+optimiser step takes a consecutive share of every rank's micro-batches, so which samples share a step depends on
+the world size (with one step per pass it does not: tests/benchmark/training/test_policy.py runs 2 ranks).
 """
 
 from __future__ import annotations
