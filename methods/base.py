@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Protocol
 import torch
 from torch import Tensor
 
+from benchmark.core.backbones.base import TimeGrid
 from benchmark.core.engine import Trajectory, VelocityModel, leap
 from benchmark.core.errors import ConfigError
 
@@ -31,7 +32,8 @@ class LossContext:
     all from one reward call. ``reward(x0)`` is the rewards alone; give either one (a plain ``reward`` has no
     parts). ``model``/``cond`` allow extra velocity evaluations (DRaFT-LV's re-noising); ``generator``
     draws the noise of those extras when they are not pinned. ``reference`` is a frozen copy of the initial
-    model, present when the method sets ``needs_reference`` (GRPO's KL term).
+    model, present when the method sets ``needs_reference`` (GRPO's KL term). ``advantages`` [B]: for a
+    method with ``updates``, this micro-batch's share of ``Method.advantages`` over the whole rollout batch.
     """
 
     model: VelocityModel
@@ -40,6 +42,7 @@ class LossContext:
     generator: torch.Generator | None = None
     reference: VelocityModel | None = None
     score: Callable[[Tensor], Scores] | None = None
+    advantages: Tensor | None = None
 
     def __post_init__(self):
         if self.score is None:
@@ -66,12 +69,35 @@ class MethodConfig:
         pass
 
 
+@dataclass(frozen=True)
+class Updates:
+    """How a method that samples before it learns (the policy-gradient peers) uses one rollout batch.
+
+    The loop first rolls out every micro-batch of the step without gradient and scores it
+    (``MethodStep.observe``), hands the rewards of the whole batch, gathered over ranks in sample order, to
+    ``Method.advantages``, and then makes ``epochs`` passes over its micro-batches, each pass split into
+    ``minibatches`` consecutive optimiser steps (PPO's inner loop: the sampling pass's log-probabilities stay
+    those of the old policy, so from the second step on the ratio leaves 1 and the clip acts). ``shuffle``
+    permutes this rank's micro-batches before each pass (Flow-GRPO's per-epoch shuffle).
+    """
+
+    epochs: int = 1
+    minibatches: int = 1
+    shuffle: bool = False
+
+
 class MethodStep(Protocol):
-    """One training rollout of a method: the engine's plan plus the loss (see ``benchmark.core.engine.Plan``)."""
+    """One training rollout of a method: the engine's plan plus the loss (see ``benchmark.core.engine.Plan``).
+
+    With ``Method.updates`` the loop calls ``observe(traj, ctx)`` once after the sampling-only rollout (the
+    rewards, without gradient, as (rewards [B], parts)) and then ``loss(traj, ctx)`` once per pass, with
+    ``ctx.advantages`` set.
+    """
 
     choices: dict[str, Any]
     carries_grad: bool
     checkpoint: bool
+    diffusion: str
 
     def grad_on(self, t: int) -> bool: ...
 
@@ -83,6 +109,8 @@ class MethodStep(Protocol):
 
     def loss(self, traj: Trajectory, ctx: LossContext) -> tuple[Tensor, dict[str, float]]: ...
 
+    def observe(self, traj: Trajectory, ctx: LossContext) -> Scores: ...
+
 
 class Method(Protocol):
     """A method: ``name``, ``start`` and the optional capabilities the training loop reads, with their defaults.
@@ -92,6 +120,11 @@ class Method(Protocol):
     model as ``LossContext.reference``; ``uses_iteration`` (False): ``start`` receives the optimiser step as
     ``iteration=`` (MixGRPO's sliding window); ``gradient_parts()`` ({}): variants of the method whose gradients
     are parts of its own (LeapAlign: the single-step part of Eq. 18), logged as gradient norms.
+    ``shared_noise`` (False): the samples of a group start from one x_T (DanceGRPO's ``--init_same_noise``);
+    ``time_grid`` (the backbone's schedule, sigma itself): the sigmas of the training rollouts and the time the
+    model is told (``benchmark.core.backbones.base.TimeGrid``); ``updates`` (None): sample the whole batch
+    first, then take several optimiser steps on it (``Updates``; needs ``advantages`` and
+    ``MethodStep.observe``). None keeps the direct-gradient loop: each micro-batch's rollout carries its loss.
     Methods subclass this protocol to inherit the defaults.
     """
 
@@ -99,11 +132,18 @@ class Method(Protocol):
     group_size: int = 1
     needs_reference: bool = False
     uses_iteration: bool = False
+    shared_noise: bool = False
+    time_grid: TimeGrid = TimeGrid()
+    updates: Updates | None = None
 
     def start(self, T: int, generator: torch.Generator | None = None, **pinned: Any) -> MethodStep: ...
 
     def gradient_parts(self) -> dict[str, Method]:
         return {}
+
+    def advantages(self, rewards: Tensor, parts: dict[str, tuple[Tensor, float]]) -> Tensor:
+        """Per-sample advantages [N] from the rewards [N] (and parts) of a whole rollout batch (``updates`` only)."""
+        raise NotImplementedError(f"{self.name} samples and learns in one pass (updates is None)")
 
 
 class StepDefaults:
@@ -111,6 +151,7 @@ class StepDefaults:
 
     carries_grad = False
     checkpoint = False
+    diffusion = "scaled"
 
     def model_input(self, t: int, x_t: Tensor, traj: Trajectory) -> Tensor:
         return x_t

@@ -10,6 +10,7 @@ A spec is a YAML file (or a mapping)::
     runs:                              # one entry per run; keys are nested sections or dotted keys
       - {name: pretrained, train: false}           # no training stage: samples the base model
       - {name: refl, method: {name: refl, m: 11}}  # a method section with another name replaces the base's
+      - {name: dancegrpo, method: {name: grpo, preset: dancegrpo}}  # a preset's run settings override the base's
     grid: {seed: [0, 1]}               # dotted key -> values; every run entry x every grid point
     eval: {...}                        # sampling and scoring settings (``EvalConfig``), given to those stages
     stages: {train: "sweeps.stages:train", sample: "sweeps.stages:sample", score: "sweeps.stages:score"}
@@ -40,6 +41,7 @@ from omegaconf.errors import OmegaConfBaseException
 from benchmark.core.configs import read_yaml, typed
 from benchmark.core.errors import ConfigError
 from benchmark.training.config import config_from_dict
+from methods import preset_tree
 
 STAGES = ("train", "sample", "score")
 DEFAULT_STAGES = {name: f"sweeps.stages:{name}" for name in STAGES}
@@ -244,6 +246,18 @@ def merge(base: Any, over: Any) -> Any:
     return out
 
 
+def over(tree: Mapping[str, Any], layer: Mapping[str, Any]) -> Any:
+    """``layer`` over ``tree``; a ``method.preset`` the layer sets is expanded in between, so the preset overrides
+    the base and the layer's own values override the preset (as ``training.config.merge_layers``)."""
+    method = layer.get("method")
+    if isinstance(method, Mapping) and method.get("preset") is not None:
+        name = method.get("name", (tree.get("method") or {}).get("name"))
+        preset = preset_tree({**method, "name": name})
+        preset["method"] = {"name": name, **preset.get("method", {})}
+        tree = merge(tree, preset)
+    return merge(tree, layer)
+
+
 def nest(entry: Mapping[str, Any]) -> dict:
     """Dotted keys (``method.alpha: 0.1``) -> nested sections."""
     out: dict = {}
@@ -282,7 +296,7 @@ def expand(tree: Mapping[str, Any], values: Mapping[str, str | None], stages: Ma
             chosen = dict(zip(grid, point))
             parts = ([entry_name] if entry_name else []) + [label(k, v) for k, v in chosen.items()]
             name = "-".join(parts) or tree.get("name") or "run"
-            raw = merge(merge(merge(base, nest(entry)), nest(chosen)), {})
+            raw = merge(over(over(base, nest(entry)), nest(chosen)), {})
             run = resolve_run(name, raw, tree.get("eval") or {}, values, stages, train, f"runs[{i}] ({name})")
             if run.id in runs:
                 if entry_of[run.id] != i:

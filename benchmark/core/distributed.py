@@ -160,6 +160,15 @@ def all_mean(values: Tensor) -> Tensor:
     return values
 
 
+def all_gather(values: Tensor) -> Tensor:
+    """Every rank's ``values`` (same shape on each) concatenated along dim 0 in rank order (itself in one process)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return values
+    parts = [torch.empty_like(values) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, values.contiguous())
+    return torch.cat(parts)
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True when ``flag`` is true on any rank (so every rank takes the same branch)."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):

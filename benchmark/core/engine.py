@@ -35,10 +35,14 @@ term). With Flow-GRPO's g = sigma_t = eta sqrt(s / (1 - s)), one Euler-Maruyama 
 
 At s = 1 (the first step) sigma_t is infinite; as Flow-GRPO does, the next grid point replaces s in the
 denominator there: sigma_t = eta sqrt(1 / (1 - s')), so that std = eta and the drift stays finite.
+
+DanceGRPO's ``flux_step`` (fastvideo/train_grpo_flux.py) takes the constant coefficient g = eta instead
+(``diffusion="constant"``): same mean and std formulas with sigma_t = eta at every step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -68,12 +72,18 @@ class Plan(Protocol):
 
     def sde_noise(self, t: int) -> float: ...  # eta of step t -> t-1; 0 = the deterministic Euler step
 
+    diffusion: str  # the SDE's coefficient g(s): "scaled" (Flow-GRPO) or "constant" (DanceGRPO); see sde_sigma
+
+
+DIFFUSIONS = ("scaled", "constant")
+
 
 class NoGradPlan:
     """Plain sampling: nothing kept, no early stop."""
 
     carries_grad = False
     checkpoint = False
+    diffusion = "scaled"
 
     def grad_on(self, t: int) -> bool:
         return False
@@ -121,6 +131,15 @@ class Trajectory:
         return self.x[0]
 
 
+def select(cond: Any, index: Tensor) -> Any:
+    """The rows ``index`` of a backbone's conditioning: a tensor, a dataclass of tensors (FLUX, SD3) or None."""
+    if cond is None:
+        return None
+    if isinstance(cond, Tensor):
+        return cond[index]
+    return dataclasses.replace(cond, **{f.name: getattr(cond, f.name)[index] for f in dataclasses.fields(cond)})
+
+
 def euler_step(x_t: Tensor, v_t: Tensor, sigma_t: Tensor, sigma_next: Tensor) -> Tensor:
     """x_{t-1} = x_t + (sigma_{t-1} - sigma_t) v_t, in at least float32 like diffusers' FlowMatchEulerDiscreteScheduler."""
     dtype = torch.promote_types(x_t.dtype, torch.float32)
@@ -133,20 +152,28 @@ def leap(x_k: Tensor, v_k: Tensor, sigma_k: Tensor, sigma_j: Tensor) -> Tensor:
     return euler_step(x_k, v_k, sigma_k, sigma_j)
 
 
-def sde_sigma(sigma: Tensor, sigma_next: Tensor, eta: float) -> Tensor:
-    """Flow-GRPO's diffusion coefficient sigma_t = eta sqrt(s / (1 - s)), with s' for s in the denominator at s = 1."""
+def sde_sigma(sigma: Tensor, sigma_next: Tensor, eta: float, diffusion: str = "scaled") -> Tensor:
+    """The diffusion coefficient sigma_t of step s -> s' (float64, 0-dim).
+
+    "scaled": Flow-GRPO's eta sqrt(s / (1 - s)), with s' for s in the denominator at s = 1
+    (flow_grpo/diffusers_patch/sd3_sde_with_logprob.py, sde_step_with_logprob); "constant": DanceGRPO's eta
+    (fastvideo/train_grpo_flux.py, flux_step).
+    """
     s, s_next = sigma.double(), sigma_next.double()
+    if diffusion == "constant":
+        return torch.full_like(s, eta)
     return eta * torch.sqrt(s / (1 - torch.where(s >= 1, s_next, s)))
 
 
-def sde_step(x_t: Tensor, v_t: Tensor, sigma: Tensor, sigma_next: Tensor, eta: float) -> tuple[Tensor, Tensor]:
+def sde_step(x_t: Tensor, v_t: Tensor, sigma: Tensor, sigma_next: Tensor, eta: float,
+             diffusion: str = "scaled") -> tuple[Tensor, Tensor]:
     """Mean and std of x_{t-1} | x_t for the reverse SDE (module docstring), in at least float32.
 
     mean = x + (v + sigma_t^2 / (2 s) (x + (1 - s) v)) (s' - s),  std = sigma_t sqrt(s - s')  (0-dim).
     """
     dtype = torch.promote_types(x_t.dtype, torch.float32)
     x, v = x_t.to(dtype), v_t.to(dtype)
-    g = sde_sigma(sigma, sigma_next, eta)
+    g = sde_sigma(sigma, sigma_next, eta, diffusion)
     s = sigma.double()
     drift_scale = (g**2 / (2 * s)).to(dtype)
     mean = x + (v + drift_scale * (x + (1 - s.to(dtype)) * v)) * (sigma_next - sigma).to(dtype)
@@ -162,9 +189,10 @@ def gaussian_logprob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return per_dim.flatten(1).sum(1)
 
 
-def step_logprob(x_t: Tensor, x_prev: Tensor, v: Tensor, sigma: Tensor, sigma_next: Tensor, eta: float) -> Tensor:
+def step_logprob(x_t: Tensor, x_prev: Tensor, v: Tensor, sigma: Tensor, sigma_next: Tensor, eta: float,
+                 diffusion: str = "scaled") -> Tensor:
     """log p(x_{t-1} = x_prev | x_t) of the SDE step with velocity ``v`` (the policy's or a reference's): [B]."""
-    mean, std = sde_step(x_t, v, sigma, sigma_next, eta)
+    mean, std = sde_step(x_t, v, sigma, sigma_next, eta, diffusion)
     return gaussian_logprob(x_prev, mean, std)
 
 
@@ -218,7 +246,7 @@ def rollout(
             x, v = x.detach(), v.detach()
         eta = plan.sde_noise(t)
         if eta > 0:
-            mean, std = sde_step(x, v, sigma_t, sigma_next, eta)
+            mean, std = sde_step(x, v, sigma_t, sigma_next, eta, plan.diffusion)
             eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
             x = (mean + std * eps).to(x.dtype)
             traj.eta[t] = eta

@@ -30,7 +30,7 @@ from benchmark.core.configs import merge, parse_overrides, plain, read_yaml, to_
 from benchmark.core.errors import ConfigError
 from benchmark.core.io import atomic_write_text, check_writable
 from evaluators.rewards import reward_config
-from methods import method_config
+from methods import build_method, method_config, preset_tree
 
 DTYPE_NAMES = tuple(DTYPES)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -215,7 +215,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), u
     list: then the text stays as written and "field: NAME" is appended to it (a dry run lists them all).
     """
     layers = [read_yaml(path)] if path is not None else []
-    tree, missing = expand_variables(merge(*layers, parse_overrides(overrides)))
+    tree, missing = expand_variables(merge_layers(*layers, parse_overrides(overrides)))
     if missing and unset is None:
         field, name = next(iter(missing.items()))
         raise ConfigError(field, f"the environment variable {name} to be set (or the path written in its place)",
@@ -246,11 +246,34 @@ def expand_variables(tree: Any, field: str = "") -> tuple[Any, dict[str, str]]:
     return tree, {}
 
 
+def merge_layers(*layers: Mapping[str, Any]) -> dict:
+    """Later layers over earlier ones, each ``method.preset`` expanded where it is written.
+
+    A layer that sets ``method.preset`` first lays the preset's run settings (``methods.preset_tree``: the peer's
+    steps, batch, learning rate, LoRA ...) over what came before, then its own values over those: the preset
+    overrides earlier layers (a sweep's base, a YAML file under a CLI override) and everything written beside
+    it or later wins over it.
+    """
+    tree: dict = {}
+    for layer in layers:
+        method = layer.get("method") if isinstance(layer, Mapping) else None
+        if isinstance(method, Mapping) and method.get("preset") is not None:
+            before = tree.get("method") or {}
+            if method.get("name", before.get("name")) != before.get("name"):
+                tree = {k: v for k, v in tree.items() if k != "method"}  # another method: its section starts afresh
+            tree = merge(tree, preset_tree({**tree.get("method", {}), **method}))
+        tree = merge(tree, layer)
+    return tree
+
+
 def config_from_dict(tree: Mapping[str, Any]) -> RunConfig:
     """Build the typed ``RunConfig`` from a nested mapping: every field's type by OmegaConf, every range by the
-    sections' ``__post_init__``, the method section by its own config dataclass (``methods.method_config``)."""
+    sections' ``__post_init__``, the method section by its own config dataclass (``methods.method_config``).
+    A ``method.preset`` lays its run settings under the tree (the tree's own values win)."""
     if not isinstance(tree, Mapping):
         raise ConfigError("config", "a mapping of sections", tree)
+    if isinstance(tree.get("method"), Mapping):
+        tree = merge_layers(tree)
     tree = dict(tree)
     method = tree.pop("method", None) or {}
     if not isinstance(method, Mapping):
@@ -298,16 +321,13 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
     """
     cfg.method.validate(cfg.schedule.num_steps)
     cfg.method.check_reward(cfg.reward)  # e.g. GRPO's per-reward advantages need a weighted reward
-    s = cfg.schedule
-    group = cfg.method.group_size  # GRPO's samples per prompt: groups stay inside a micro-batch
-    if s.micro_batch % group:
-        raise ConfigError("schedule.micro_batch", f"a multiple of method.group_size ({group})", s.micro_batch)
-    if s.global_batch % (world_size * s.micro_batch):
-        raise ConfigError(
-            "schedule.global_batch",
-            f"a multiple of world size x micro batch ({world_size} x {s.micro_batch})",
-            s.global_batch,
-        )
+    s, method = cfg.schedule, build_method(cfg.method)
+    check_groups(s, method.group_size, method.updates is not None)
+    minibatches = method.updates.minibatches if method.updates is not None else 1
+    if s.global_batch % (world_size * s.micro_batch * minibatches):
+        per_step = f" x method.minibatches ({world_size} x {s.micro_batch} x {minibatches})" if minibatches > 1 else \
+            f" ({world_size} x {s.micro_batch})"
+        raise ConfigError("schedule.global_batch", f"a multiple of world size x micro batch{per_step}", s.global_batch)
     if cfg.lora and cfg.backbone.name == "toy":
         raise ConfigError("train.lora.rank", "0 for the toy backbone (LoRA needs a diffusers transformer)", cfg.train.lora.rank)
     if cfg.lora and cfg.distributed.strategy == "fsdp":
@@ -319,6 +339,15 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
         raise ConfigError("logging.wandb", "the wandb package (pip install 'leapbench[wandb]'), or null", "not installed")
     if check_reward:
         reward_config(cfg.reward)
+
+
+def check_groups(s: ScheduleConfig, group: int, batch_wide: bool) -> None:
+    """GRPO's samples per prompt: groups stay inside the rollout batch when the method normalises over all of it
+    (``Method.updates``), else inside a micro-batch."""
+    if batch_wide and s.global_batch % group:
+        raise ConfigError("schedule.global_batch", f"a multiple of method.group_size ({group})", s.global_batch)
+    if not batch_wide and s.micro_batch % group:
+        raise ConfigError("schedule.micro_batch", f"a multiple of method.group_size ({group})", s.micro_batch)
 
 
 def check_cache(cfg: RunConfig) -> None:

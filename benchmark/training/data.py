@@ -35,12 +35,14 @@ def open_prompts(cfg: RunConfig) -> tuple[EmbeddingCache | None, list[str]]:
 
 
 def make_batches(cfg: RunConfig, backbone: Any, cache: EmbeddingCache | None, prompts: list[str], step: int,
-                 rank: int, accumulation: int, device: torch.device, group_size: int = 1) -> list[MicroBatch]:
+                 rank: int, accumulation: int, device: torch.device, group_size: int = 1,
+                 shared_noise: bool = False) -> list[MicroBatch]:
     """This rank's micro-batches of ``step``: sample g of the global batch is the same whatever the world size.
 
     With ``group_size`` G (GRPO) samples g share the prompt of group g // G: each prompt appears G times in a
-    row, with its own noise per sample; ``check_run`` makes the micro-batch a multiple of G so that groups
-    never span micro-batches.
+    row, with its own noise per sample, or with ``shared_noise`` the noise of the group's first sample
+    (DanceGRPO's --init_same_noise); ``check_run`` keeps groups inside the global batch (or the micro-batch, for
+    a method that normalises per micro-batch).
     """
     m, B = cfg.schedule.micro_batch, cfg.schedule.global_batch
     batches = []
@@ -49,7 +51,8 @@ def make_batches(cfg: RunConfig, backbone: Any, cache: EmbeddingCache | None, pr
         samples = [(step - 1) * B + index * m + i for i in range(m)]
         chosen = [prompts[prompt_index(g // group_size, len(prompts), cfg.seed)] for g in samples]
         cond = cache.cond(chosen, device) if cache is not None else None
-        x_T = torch.cat([backbone.noise(1, seeded(cfg.seed, "noise", g)) for g in samples]).to(device)
+        noise = [g - g % group_size if shared_noise else g for g in samples]
+        x_T = torch.cat([backbone.noise(1, seeded(cfg.seed, "noise", n)) for n in noise]).to(device)
         batches.append(MicroBatch(index, chosen, cond, x_T))
     return batches
 

@@ -4,9 +4,11 @@ Per optimiser step (``Trainer.train_step``): every rank draws the same method ch
 a generator seeded by (seed, step); each micro-batch takes cached prompt embeddings and fresh noise, rolls out
 with the method's plan (``engine.rollout``), scores the method's differentiable x_0 through the VAE and the
 reward, and backpropagates (``forward_backward``); gradients accumulate to the global batch, are clipped, and
-AdamW and the fp32 EMA step unless the loss or gradient is non-finite (``optimizer_step``). The loop never
-looks at which method it trains: the method's declared capabilities (``methods.base.Method``: group size,
-reference model, iteration, gradient parts) are all it reads.
+AdamW and the fp32 EMA step unless the loss or gradient is non-finite (``optimizer_step``). A method that
+samples before it learns (``Method.updates``: the GRPO peers) instead samples and scores the whole batch, then
+takes several optimiser steps on it (``benchmark.training.policy``). The loop never looks at which method it
+trains: the method's declared capabilities (``methods.base.Method``: group size, shared noise, time grid,
+updates, reference model, iteration, gradient parts) are all it reads.
 
 Reproducibility: prompt order, noise and method choices are pure functions of (seed, step, sample), so a
 resumed run, or the same global batch split over a different number of ranks, sees the same data; stochastic
@@ -34,6 +36,7 @@ from benchmark.training.checkpointing import Checkpointer, NonFiniteWeights
 from benchmark.training.config import RunConfig, TrainingConfig, check_run, dump_config
 from benchmark.training.data import MicroBatch, make_batches, open_prompts
 from benchmark.training.ema import EMA
+from benchmark.training.policy import sample_then_update
 from benchmark.training.signals import StopFlag
 from benchmark.training.telemetry import Telemetry, complement, merge_metrics, peak_memory
 from evaluators.rewards import Reward
@@ -92,12 +95,14 @@ class Trainer:
         cfg, device = self.cfg, self.device
         self.method: Method = build_method(cfg.method)
         self.backbone = backbone if backbone is not None else build_backbone(cfg.backbone)
-        self.reference = frozen_reference(self.backbone, device) if self.method.needs_reference else None
+        grid = self.method.time_grid  # the training rollouts' sigmas and model time (GRPO presets: DanceGRPO's)
+        self.reference = grid.model(frozen_reference(self.backbone, device)) if self.method.needs_reference else None
         prepare_model(self.backbone, cfg.train, device)
         how = distributed.strategy(cfg.distributed.strategy, cfg.lora, self.env.world_size)
         self.model = distributed.parallelize(self.backbone.transformer, how, self.env, cfg.distributed.fsdp_param_dtype,
                                              cfg.distributed.fsdp_reduce_dtype)
         self.backbone.transformer = self.model  # the backbone's velocity now runs the wrapped (DDP / FSDP2) module
+        self.flow = grid.model(self.backbone)  # what rollouts and losses call: the backbone unless the time is quantised
         named = [(n, p) for n, p in distributed.unwrap(self.model).named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
         o = cfg.optim
@@ -108,7 +113,7 @@ class Trainer:
         self.reward = reward.to(device).requires_grad_(False).eval()
         self.cache, self.prompts = open_prompts(cfg)
         self.T = cfg.schedule.num_steps
-        self.sigmas = self.backbone.schedule(self.T).to(device)
+        self.sigmas = grid.sigmas(self.backbone, self.T).to(device)
         self.accumulation = cfg.accumulation(self.env.world_size)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=cfg.train.autocast and device.type == "cuda")
@@ -161,7 +166,20 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         batches = make_batches(self.cfg, self.backbone, self.cache, self.prompts, step, self.env.rank,
-                               self.accumulation, self.device, group_size=self.method.group_size)
+                               self.accumulation, self.device, group_size=self.method.group_size,
+                               shared_noise=self.method.shared_noise)
+        if self.method.updates is not None:  # the policy-gradient peers: sample the batch, then several updates
+            row, grad_norm, skipped, has_grad = sample_then_update(self, step, batches)
+        else:
+            row, grad_norm, skipped, has_grad = self.gradient_step(step, batches)
+        self.progress.record(step, skipped)
+        row.update(grad_norm=grad_norm, lr=self.cfg.optim.lr, step_time=time.perf_counter() - t0,
+                   peak_mem=peak_memory(self.device), skipped=skipped, trained=has_grad and not skipped,
+                   skipped_total=self.progress.skipped_total)
+        return row
+
+    def gradient_step(self, step: int, batches: list[MicroBatch]) -> tuple[dict[str, Any], float, bool, bool]:
+        """Roll out, score and backpropagate every micro-batch, then one optimiser step (the reward-gradient methods)."""
         self.optimizer.zero_grad(set_to_none=True)
         losses, rows, has_grad = self.forward_backward(self.method, step, batches)
         row = {"step": step, "loss": float(distributed.all_mean(torch.tensor(np.mean(losses))).item())}
@@ -169,11 +187,7 @@ class Trainer:
         if has_grad and self.parts and step % self.cfg.logging.grad_parts_every == 0:
             row.update(self.gradient_part_norms(step, batches))
         grad_norm, skipped = self.optimizer_step(row["loss"], has_grad)
-        self.progress.record(step, skipped)
-        row.update(grad_norm=grad_norm, lr=self.cfg.optim.lr, step_time=time.perf_counter() - t0,
-                   peak_mem=peak_memory(self.device), skipped=skipped, trained=has_grad and not skipped,
-                   skipped_total=self.progress.skipped_total)
-        return row
+        return row, grad_norm, skipped, has_grad
 
     def forward_backward(self, method: Method, step: int,
                          batches: list[MicroBatch]) -> tuple[list[float], list[dict], bool]:
@@ -183,13 +197,13 @@ class Trainer:
             pins = {"iteration": step} if method.uses_iteration else {}
             mstep = method.start(self.T, seeded(self.cfg.seed, "choice", step), **pins)  # identical on every rank
             ctx = LossContext(
-                model=self.backbone, cond=mb.cond, score=self.scorer(mb.prompts),
+                model=self.flow, cond=mb.cond, score=self.scorer(mb.prompts),
                 generator=seeded(self.cfg.seed, "loss", step, mb.index, device=self.device), reference=self.reference,
             )
             with distributed.gradient_sync(self.model, sync=a == len(batches) - 1):
                 with self.autocast:
                     sde_noise = seeded(self.cfg.seed, "sde", step, mb.index, device=self.device)  # stochastic steps only
-                    traj = rollout(self.backbone, mb.cond, mb.x_T, self.sigmas, mstep, generator=sde_noise)
+                    traj = rollout(self.flow, mb.cond, mb.x_T, self.sigmas, mstep, generator=sde_noise)
                     loss, metrics = mstep.loss(traj, ctx)
                 if loss.requires_grad:  # a loss may carry no graph (DRTune when all its training steps lie below t_min)
                     (loss / len(batches)).backward()

@@ -201,6 +201,16 @@ BAD = [
     ({"window": {"size": 0}}, "method.window.size", ">= 1"),
     ({"window": {"shift_every": 0}}, "method.window.shift_every", ">= 1"),
     ({"clip": 0.2}, "method.clip", "a known field (name, group_size, eta"),
+    ({"diffusion": "linear"}, "method.diffusion", "scaled, constant"),
+    ({"reward_on": "x0"}, "method.reward_on", "sample, prediction"),
+    ({"kl_form": "approx"}, "method.kl_form", "exact, flow_grpo"),
+    ({"advantage_std": "prompt"}, "method.advantage_std", "group, global"),
+    ({"minibatches": 0}, "method.minibatches", ">= 1"),
+    ({"epochs": 0}, "method.epochs", ">= 1"),
+    ({"exclude_last": -1}, "method.exclude_last", ">= 0"),
+    ({"timestep_levels": -1000}, "method.timestep_levels", ">= 0"),
+    ({"schedule_shift": 0}, "method.schedule_shift", "> 0 or null"),
+    ({"preset": "grpo"}, "method.preset", "one of dancegrpo, mixgrpo, flowgrpo"),
 ]
 
 
@@ -214,3 +224,42 @@ def test_bad_config_gives_one_clear_error(values, field, expected):
 def test_window_must_fit_the_schedule():
     with pytest.raises(ConfigError, match=r"method\.window\.size: expected at most schedule.num_steps \(16\)"):
         build_method({"name": "grpo", "window": {"size": 20}}).start(16)
+
+
+def test_exclusions_and_per_sample_steps():
+    """DanceGRPO never trains the last step and draws a permutation per sample; MixGRPO's window stays off the
+    last two steps; per-sample pins must give one row per sample."""
+    method = build_method({"name": "grpo", "group_size": 2, "train_steps": "per_sample", "exclude_last": 1})
+    step = method.start(T)
+    assert step.trainable == (6, 5, 4, 3, 2) and step.trained is None
+    table = step.trained_steps(4, torch.Generator().manual_seed(0))
+    assert table.shape == (4, 3) and 1 not in table.tolist() and len({tuple(r) for r in table.tolist()}) > 1
+    pinned = method.start(T, trained=[[6, 2], [3, 4]])
+    assert pinned.trained_steps(2, None).tolist() == [[6, 2], [4, 3]]
+    with pytest.raises(ConfigError, match="one row of timesteps per sample"):
+        pinned.trained_steps(3, None)
+    with pytest.raises(ConfigError, match="trainable SDE steps"):
+        method.start(T, trained=[1])
+    window = build_method({"name": "grpo", "exclude_last": 2, "window": {"size": 3, "shift_every": 1}})
+    assert [window.start(T, iteration=i).sde for i in (1, 2, 3)] == [{6, 5, 4}, {5, 4, 3}, {6, 5, 4}]
+    with pytest.raises(ConfigError, match=r"method\.window\.size: expected at most schedule.num_steps - "
+                                          r"method\.exclude_last \(4\)"):
+        build_method({"name": "grpo", "exclude_last": 2, "window": {"size": 5}}).start(T)
+    with pytest.raises(ConfigError, match="method.exclude_last: expected less than schedule.num_steps"):
+        build_method({"name": "grpo", "exclude_last": 6}).start(T)
+
+
+def test_reward_on_the_prediction_and_global_advantages():
+    """DanceGRPO scores x_1 - sigma_1 v(x_1); Flow-GRPO divides by the population std of the whole batch + 1e-4."""
+    backbone, cond = toy(0), torch.randn(4, 2, dtype=torch.float64)
+    step = build_method({"name": "grpo", "group_size": 2, "reward_on": "prediction"}).start(T)
+    traj = sde_rollout(backbone, step, cond)
+    seen = []
+    step.observe(traj, LossContext(backbone, cond, reward=lambda x: seen.append(x) or x.sum(1)))
+    x1, v1 = traj.x[1], backbone.velocity(traj.x[1], traj.sigma(1), cond)
+    torch.testing.assert_close(seen[0], x1 - traj.sigma(1).double() * v1, rtol=0, atol=1e-15)
+    assert not torch.allclose(seen[0], traj.x0)
+    r = torch.tensor([1.0, 3.0, 2.0, 6.0], dtype=torch.float64)
+    flow = build_method({"name": "grpo", "group_size": 2, "advantage_std": "global"})
+    expected = torch.tensor([-1.0, 1.0, -2.0, 2.0], dtype=torch.float64) / (r.std(unbiased=False) + 1e-4)
+    torch.testing.assert_close(flow.advantages(r, {}), expected, rtol=1e-15, atol=0)

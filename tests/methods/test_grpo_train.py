@@ -80,9 +80,15 @@ def test_groups_share_a_prompt_and_not_the_noise(tmp_path):
     assert [p for mb in plain for p in mb.prompts] != chosen
 
 
-def test_micro_batch_must_hold_whole_groups(tmp_path):
-    cfg = tiny_config(tmp_path, "flux", "grpo", ["method.group_size=4", "schedule.micro_batch=2"])
-    with pytest.raises(ConfigError, match=r"schedule\.micro_batch: expected a multiple of method\.group_size \(4\)"):
+def test_the_rollout_batch_must_hold_whole_groups(tmp_path):
+    """GRPO normalises over the whole rollout batch, so a group may span micro-batches but not the batch's end."""
+    check_run(tiny_config(tmp_path, "flux", "grpo", ["method.group_size=4", "schedule.micro_batch=2"]))
+    cfg = tiny_config(tmp_path, "flux", "grpo", ["method.group_size=3"])
+    with pytest.raises(ConfigError, match=r"schedule\.global_batch: expected a multiple of method\.group_size \(3\)"):
+        check_run(cfg)
+    cfg = tiny_config(tmp_path, "flux", "grpo", ["method.group_size=2", "method.minibatches=4"])
+    with pytest.raises(ConfigError, match=r"schedule\.global_batch: expected a multiple of world size x micro batch "
+                                          r"x method\.minibatches \(1 x 2 x 4\)"):
         check_run(cfg)
 
 

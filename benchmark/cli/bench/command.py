@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.which == "step":
         parts = part_times(setup, repeats=max(20, 4 * args.repeats))
         rows = [bench_method(setup, m, steps, parts, args.repeats) for m in tqdm(methods, desc="methods", disable=args.json)]
-        keep = ["method", "steps", "measured_s", "floor_s", "ratio", "rollout_s", "grad_eval_s", "decode_s",
-                "reward_s", "backward_s", "optimizer_s", "n_v_grad", "n_v_nograd"]
+        keep = ["method", "steps", "measured_s", "floor_s", "ratio", "samples", "s_per_sample", "rollout_s",
+                "grad_eval_s", "decode_s", "reward_s", "backward_s", "optimizer_s", "n_v_grad", "n_v_nograd"]
         emit(rows if args.json else [{k: r[k] for k in keep} for r in rows], args.json,
              f"one training step against its floor ({args.device}, T={steps})")
         return 0

@@ -1,14 +1,18 @@
 """What the benchmarks measure: one training step of a method on a FLUX backbone, split into its parts.
 
 A step is the training loop's step without the bookkeeping: draw the method's choices, roll out,
-build the loss (decode + reward inside), backward, AdamW. ``Probe`` wraps the backbone's velocity,
-decode and the reward to count calls (with and without autograd) and to time them, so the benchmarks
-can compare a step with the floor of its parts measured alone.
+build the loss (decode + reward inside), backward, AdamW. For a method that samples before it learns (the
+GRPO presets, ``Method.updates``) it is the loop's step of ``benchmark.training.policy`` on one group of the
+preset's size: every sample rolled out (no gradient) and scored, the group's advantages, then the preset's
+optimiser steps; its cost per sample is the step's over the group size. ``Probe`` wraps the backbone's
+velocity, decode and the reward to count calls (with and without autograd) and to time them, so the
+benchmarks can compare a step with the floor of its parts measured alone.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +22,7 @@ from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
 from benchmark.core.engine import rollout
 from benchmark.training.trainer import compile_blocks
 from evaluators.rewards.toy import TinyConvReward
-from methods import LossContext, build_method
+from methods import LossContext, Method, build_method
 
 BENCH_METHODS = {
     "leapalign": {"name": "leapalign", "lam": 1e3},  # hinge always active: every step backpropagates
@@ -27,6 +31,10 @@ BENCH_METHODS = {
     "drtune": {"name": "drtune"},
     "full_backprop": {"name": "full_backprop", "checkpoint": False},
     "full_backprop_ckpt": {"name": "full_backprop", "checkpoint": True},
+    # the policy-gradient peers as they train (a single bench reward: MixGRPO's aggregation of one part is its own)
+    "dancegrpo": {"name": "grpo", "preset": "dancegrpo"},
+    "mixgrpo": {"name": "grpo", "preset": "mixgrpo", "advantage": "reward"},
+    "flowgrpo": {"name": "grpo", "preset": "flowgrpo"},
 }
 
 
@@ -39,6 +47,9 @@ def bench_config(method: str, steps: int) -> dict:
     return cfg
 
 
+PARTS = ("v_grad", "v_nograd", "decode", "reward", "decode_nograd", "reward_nograd")  # what the probe counts
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -49,12 +60,13 @@ class Probe:
     """Counts and times the backbone's velocity calls, decodes and reward calls during a step."""
 
     device: torch.device
-    calls: dict[str, int] = field(default_factory=lambda: {"v_grad": 0, "v_nograd": 0, "decode": 0, "reward": 0})
-    seconds: dict[str, float] = field(default_factory=lambda: {"v_grad": 0.0, "v_nograd": 0.0, "decode": 0.0, "reward": 0.0})
+    calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PARTS, 0))
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS, 0.0))
 
     def wrap(self, fn, kind: str | None = None):
         def timed(*args, **kwargs):
-            key = kind or ("v_grad" if torch.is_grad_enabled() else "v_nograd")
+            grad = torch.is_grad_enabled()
+            key = ("v_grad" if grad else "v_nograd") if kind is None else kind if grad else f"{kind}_nograd"
             sync(self.device)
             start = time.perf_counter()
             out = fn(*args, **kwargs)
@@ -101,11 +113,15 @@ class BenchSetup:
 
 
 def train_step(setup: BenchSetup, method: str, steps: int, seed: int = 0, probe: Probe | None = None) -> dict:
-    """One training step (rollout, loss, backward, AdamW) with per-part seconds and call counts."""
+    """One training step (rollout, loss, backward, AdamW) with per-part seconds, call counts, the samples it drew
+    and its optimiser steps."""
     backbone = ProbedBackbone(setup.backbone, probe) if probe else setup.backbone
     reward = probe.wrap(setup.reward, "reward") if probe else setup.reward
+    strategy = build_method(bench_config(method, steps))
+    if strategy.updates is not None:
+        return policy_step(setup, strategy, steps, seed, backbone, reward)
     g = torch.Generator().manual_seed(seed)
-    step = build_method(bench_config(method, steps)).start(steps, g)
+    step = strategy.start(steps, g)
     x_T = setup.backbone.noise(setup.batch, torch.Generator(setup.device).manual_seed(seed))
     sigmas = setup.backbone.schedule(steps).to(setup.device)
     timings = {}
@@ -129,4 +145,53 @@ def train_step(setup: BenchSetup, method: str, steps: int, seed: int = 0, probe:
     sync(setup.device)
     timings["optimizer"] = time.perf_counter() - start
     timings["total"] = sum(timings.values())
-    return timings
+    return {**timings, "samples": setup.batch, "updates": 1}
+
+
+class Timer:
+    """Seconds per part, summed over the calls of a step (the device synchronised around each)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds = device, dict.fromkeys(("rollout", "loss", "backward", "optimizer"), 0.0)
+
+    @contextmanager
+    def __call__(self, part: str):
+        sync(self.device)
+        start = time.perf_counter()
+        yield
+        sync(self.device)
+        self.seconds[part] += time.perf_counter() - start
+
+
+def policy_step(setup: BenchSetup, method: Method, steps: int, seed: int, backbone, reward) -> dict:
+    """One group of ``method.group_size`` samples through the loop of ``benchmark.training.policy``: rollouts of
+    the bench's batch without gradient, scores, advantages, then ``epochs x minibatches`` optimiser steps."""
+    timer, device = Timer(setup.device), setup.device
+    flow, sigmas = method.time_grid.model(backbone), method.time_grid.sigmas(setup.backbone, steps).to(device)
+    sampled = []
+    for i in range(method.group_size // setup.batch):
+        g = torch.Generator().manual_seed(seed + i)
+        step = method.start(steps, g, iteration=1)
+        ctx = LossContext(flow, setup.cond, score=lambda x0: (reward(backbone.decode(x0), None), {}), generator=g)
+        x_T = setup.backbone.noise(setup.batch, torch.Generator(device).manual_seed(seed + i))
+        with timer("rollout"), torch.no_grad():
+            traj = rollout(flow, setup.cond, x_T, sigmas, step, generator=torch.Generator(device).manual_seed(seed + i))
+        with timer("loss"):
+            step.observe(traj, ctx)
+        sampled.append((step, traj, ctx))
+    advantages = method.advantages(torch.cat([step.scores[0] for step, _, _ in sampled]), {})
+    for (_, _, ctx), share in zip(sampled, advantages.split(setup.batch)):
+        ctx.advantages = share
+    per_update = len(sampled) // method.updates.minibatches
+    for _ in range(method.updates.epochs):
+        for m in range(method.updates.minibatches):
+            for step, traj, ctx in sampled[m * per_update:(m + 1) * per_update]:
+                with timer("loss"):
+                    loss, _ = step.loss(traj, ctx)
+                with timer("backward"):
+                    (loss / per_update).backward()
+            with timer("optimizer"):
+                setup.optimizer.step()
+                setup.optimizer.zero_grad(set_to_none=True)
+    updates = method.updates.epochs * method.updates.minibatches
+    return {**timer.seconds, "total": sum(timer.seconds.values()), "samples": method.group_size, "updates": updates}

@@ -4,7 +4,9 @@ Each case runs in a fresh process (``python -m benchmark.cli.bench.memory METHOD
 allocator state carries over. On CPU the peak is the process's RSS high-water mark (VmHWM, reset just before
 the step), and the step's own share is that minus the RSS just before the step; on GPU it is max_memory_allocated.
 LeapAlign keeps two velocity evaluations whatever T is, so its peak must stay flat (T=50 over T=10 at
-most 1.05); full backprop keeps T of them and grows linearly.
+most 1.05); full backprop keeps T of them and grows linearly. A GRPO preset's step is a group of samples at the
+same micro-batch (``harness.policy_step``): its peak is one micro-batch's loss, which keeps the evaluations of
+the steps it trains (DanceGRPO: 60% of T) plus the group's stored trajectories.
 """
 
 from __future__ import annotations
@@ -44,14 +46,15 @@ def measure_case(method: str, steps: int, resolution: int, device: str) -> dict:
     if setup.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-        train_step(setup, method, steps)
+        done = train_step(setup, method, steps)
         peak = torch.cuda.max_memory_allocated()
     else:
         reset_peak_rss()  # the peak of the step, not of importing torch and building the model
         before = proc_status("VmRSS")
-        train_step(setup, method, steps)
+        done = train_step(setup, method, steps)
         peak = proc_status("VmHWM")
-    return {"method": method, "steps": steps, "peak_bytes": peak, "step_bytes": peak - before, "device": device}
+    return {"method": method, "steps": steps, "peak_bytes": peak, "step_bytes": peak - before, "device": device,
+            "samples": done["samples"]}
 
 
 def run_cases(methods: list[str], steps: list[int], resolution: int, device: str, progress=None) -> list[dict]:

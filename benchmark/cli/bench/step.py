@@ -1,9 +1,11 @@
 """``bench step``: one training step's time against the floor of its parts, measured alone.
 
 The floor is what the step cannot avoid: each no-grad velocity evaluation, each kept evaluation's
-forward + backward, each decode's and reward's forward + backward (as many of each as the step made,
-counted by a probe) and the optimizer step, each timed alone in the same process. measured / floor
-near 1 means the engine and methods add nothing beyond the model's own work.
+forward + backward, each decode's and reward's forward + backward (forward only where the step made it
+without gradient: the GRPO presets score without it), as many of each as the step made, counted by a probe,
+and each optimizer step, each timed alone in the same process. measured / floor near 1 means the engine and
+methods add nothing beyond the model's own work. ``s_per_sample`` is the step's time over the samples it drew
+(1 for the reward-gradient methods, a group for the GRPO presets): their costs compared on one engine.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ def part_times(setup: BenchSetup, repeats: int) -> dict[str, float]:
     def reward():
         setup.reward(torch.rand(setup.batch, 3, bb.height, bb.width, device=dev, requires_grad=True)).sum().backward()
 
+    def decode_nograd():
+        with torch.no_grad():
+            bb.decode(x)
+
+    def reward_nograd():
+        with torch.no_grad():
+            setup.reward(torch.rand(setup.batch, 3, bb.height, bb.width, device=dev))
+
     def optimizer():
         for p in params:
             p.grad = torch.zeros_like(p)
@@ -56,7 +66,8 @@ def part_times(setup: BenchSetup, repeats: int) -> dict[str, float]:
     # the floor is a lower bound: each part's fastest of many runs (a median of isolated ms-scale calls is
     # inflated by dispatch and cache effects the step itself does not pay)
     out = {name: min(times_of(fn, repeats, dev)) for name, fn in
-           [("v_nograd", nograd), ("v_grad", fwd_bwd), ("decode", decode), ("reward", reward), ("optimizer", optimizer)]}
+           [("v_nograd", nograd), ("v_grad", fwd_bwd), ("decode", decode), ("reward", reward),
+            ("decode_nograd", decode_nograd), ("reward_nograd", reward_nograd), ("optimizer", optimizer)]}
     setup.optimizer.zero_grad(set_to_none=True)
     return out
 
@@ -67,11 +78,13 @@ def bench_method(setup: BenchSetup, method: str, steps: int, parts: dict[str, fl
     measured = statistics.median(train_step(setup, method, steps, seed=0)["total"] for _ in range(repeats))
     probe = Probe(setup.device)
     split = train_step(setup, method, steps, probe=probe)
-    floor = sum(probe.calls[k] * parts[k] for k in probe.calls) + parts["optimizer"]
+    floor = sum(probe.calls[k] * parts[k] for k in probe.calls) + split["updates"] * parts["optimizer"]
     return {
         "method": method, "steps": steps, "measured_s": measured, "floor_s": floor, "ratio": measured / floor,
+        "samples": split["samples"], "s_per_sample": measured / split["samples"], "updates": split["updates"],
         "rollout_s": split["rollout"], "grad_eval_s": probe.seconds["v_grad"], "nograd_eval_s": probe.seconds["v_nograd"],
-        "decode_s": probe.seconds["decode"], "reward_s": probe.seconds["reward"], "backward_s": split["backward"],
+        "decode_s": probe.seconds["decode"] + probe.seconds["decode_nograd"],
+        "reward_s": probe.seconds["reward"] + probe.seconds["reward_nograd"], "backward_s": split["backward"],
         "optimizer_s": split["optimizer"], **{f"n_{k}": v for k, v in probe.calls.items()},
         **{f"part_{k}_s": v for k, v in parts.items()},
     }

@@ -1,9 +1,14 @@
-"""``leapbench demo``: pretrained + every method (GRPO too) as a small sweep on a CPU, then the table and plots.
+"""``leapbench demo``: pretrained + every method (GRPO and its peers' presets too) as a small sweep on a CPU, then
+the table and plots.
 
 The toy backbone (default) is a flow pre-trained on 2-D data whose structure (which blob) is decided early
 in the trajectory; the reward prefers the blob the pretrained flow rarely produces. Every method gets the
 same budget (iterations, batch, learning rate, T, seed) and runs as a job of submitit's local executor
 through the same sweep launcher as a Slurm sweep; each run is then sampled from held-out noise and scored.
+The GRPO presets (DanceGRPO, MixGRPO, Flow-GRPO as they train: ``method.preset``) sample at their own T and take
+several optimiser steps per rollout batch; they get the same samples and optimiser steps (batch x iterations),
+in rollout batches of batch x their steps per rollout, are evaluated like every run (the demo's T), and the
+table gives every method's training seconds per 1k samples.
 ``--backbone tiny-flux`` runs the same through the FLUX code path (tiny random transformer, tiny reward).
 """
 
@@ -19,22 +24,30 @@ from tqdm import tqdm
 
 from benchmark.cli.demo.page import write_report
 from benchmark.cli.demo.pretrain import BUNDLED, pretrain
-from benchmark.cli.demo.report import build_table, write_plots, write_table
+from benchmark.cli.demo.report import LABELS, build_table, write_plots, write_table
 from benchmark.core.errors import ConfigError
 from benchmark.core.io import check_writable
 from benchmark.core.testing import PROMPTS, tiny_cache
+from methods import method_config, preset_tree
 from sweeps.jobs import is_done
 from sweeps.launcher import launch
 from sweeps.records import job_states
 from sweeps.spec import load_spec
 
-METHODS = ["refl", "draft_lv", "drtune", "leapalign", "full_backprop", "grpo"]
+PRESETS = ["dancegrpo", "mixgrpo", "flowgrpo"]  # GRPO as each peer trains (methods/grpo_presets.py)
+METHODS = ["refl", "draft_lv", "drtune", "leapalign", "full_backprop", "grpo", *PRESETS]
 # per-method settings: the paper's defaults (A5) where they exist; LeapAlign's hinge at 0 (the toy reward is <= 0)
 # GRPO: groups of 8 noises per (unconditioned) prompt, SDE noise 0.7 (MixGRPO's); same lr and iterations
 TOY_METHODS = {"refl": {}, "draft_lv": {}, "drtune": {}, "leapalign": {"lam": 0.0},
                "full_backprop": {"checkpoint": False}, "grpo": {"group_size": 8, "eta": 0.7}}
 FLUX_METHODS = {"refl": {"m": 3}, "draft_lv": {"n": 1}, "drtune": {"m": 3}, "leapalign": {"lam": 1.0},
                 "full_backprop": {}, "grpo": {"group_size": 2}}
+# the presets' method settings, but groups of 8 (toy) / 2 (tiny FLUX) as the GRPO row's, and one reward (MixGRPO's
+# aggregation of a single part is its own advantage)
+TOY_PRESETS = {"dancegrpo": {"group_size": 8}, "mixgrpo": {"group_size": 8, "advantage": "reward"},
+               "flowgrpo": {"group_size": 8}}
+FLUX_PRESETS = {"dancegrpo": {"group_size": 2}, "mixgrpo": {"group_size": 2, "advantage": "reward"},
+                "flowgrpo": {"group_size": 2}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +72,8 @@ def toy_spec(out: Path, args: argparse.Namespace) -> dict:
         "schedule": {"num_steps": 25, "iterations": args.iterations or 300, "global_batch": 64, "micro_batch": 64},
         "optim": {"lr": 1e-4, "weight_decay": 0.0, "ema_decay": 0.9},
     }
-    return {"base": base, "methods": TOY_METHODS, "eval": {"images": args.samples or 2000}}
+    return {"base": base, "methods": TOY_METHODS, "presets": TOY_PRESETS,
+            "eval": {"images": args.samples or 2000, "steps": base["schedule"]["num_steps"]}}
 
 
 def tiny_flux_spec(out: Path, args: argparse.Namespace) -> dict:
@@ -71,7 +85,8 @@ def tiny_flux_spec(out: Path, args: argparse.Namespace) -> dict:
         "schedule": {"num_steps": 4, "iterations": args.iterations or 20, "global_batch": 4, "micro_batch": 2},
         "optim": {"lr": 1e-3, "ema_decay": 0.5},
     }
-    return {"base": base, "methods": FLUX_METHODS, "eval": {"images": args.samples or 4}}
+    return {"base": base, "methods": FLUX_METHODS, "presets": FLUX_PRESETS,
+            "eval": {"images": args.samples or 4, "steps": base["schedule"]["num_steps"]}}
 
 
 def make_spec(out: Path, args: argparse.Namespace) -> dict:
@@ -80,13 +95,27 @@ def make_spec(out: Path, args: argparse.Namespace) -> dict:
             "checkpoint": {"every": 0, "keep": 1},
             "logging": {"progress": False, "tensorboard": False, "grad_parts_every": 0}}
     runs = [{"name": "pretrained", "train": False}]
-    runs += [{"name": m, "method": {"name": m, **parts["methods"][m]}} for m in args.methods]
+    runs += [{"name": m, "method": {"name": m, **parts["methods"][m]}} for m in args.methods if m not in PRESETS]
+    runs += [preset_run(m, parts["presets"][m], base) for m in args.methods if m in PRESETS]
     return {
         "name": f"demo-{args.backbone}", "base": base, "runs": runs, "eval": parts["eval"],
         "slurm": {"nodes": 1, "gpus_per_node": 0, "cpus_per_task": 1, "time": 60},  # one CPU process per run
         "stages": {"train": "sweeps.stages:train", "sample": "benchmark.cli.demo.stages:sample",
                    "score": "benchmark.cli.demo.stages:score"},
     }
+
+
+def preset_run(preset: str, values: dict, base: dict) -> dict:
+    """A preset's run on the demo's budget: the preset overrides the base where it is written, so the run states
+    the budget again (lr, backbone, no LoRA), keeps the preset's T, and takes rollout batches of the batch x the
+    preset's optimiser steps per rollout for iterations / that: the samples and optimiser steps of every method."""
+    method = {"name": "grpo", "preset": preset, **values}
+    updates = method_config(method).minibatches * method_config(method).epochs
+    s = base["schedule"]
+    schedule = {**s, "num_steps": preset_tree(method)["schedule"]["num_steps"],
+                "iterations": max(1, s["iterations"] // updates), "global_batch": s["global_batch"] * updates}
+    return {"name": preset, "method": method, "schedule": schedule, "optim": base["optim"],
+            "backbone": base["backbone"], "train.lora.rank": 0}
 
 
 @contextlib.contextmanager
@@ -145,6 +174,11 @@ def run(args: argparse.Namespace) -> int:
     s = tree["base"]["schedule"]
     budget = (f"every method: {s['iterations']} iterations x batch {s['global_batch']}, T={s['num_steps']}, "
               f"lr {tree['base']['optim']['lr']}, seed 0")
+    if set(args.methods) & set(PRESETS):
+        own = ", ".join(f"{LABELS[p]} {preset_tree({'name': 'grpo', 'preset': p})['schedule']['num_steps']}"
+                        for p in PRESETS if p in args.methods)
+        budget += (f" (the GRPO presets: the same samples and optimiser steps, in rollout batches of "
+                   f"{s['global_batch']} x their optimiser steps per rollout, sampled at their own T: {own})")
     files = write_table(table, out, budget) + write_plots(run_dirs, out, "toy" if args.backbone == "toy" else "flux")
     files.append(write_report(run_dirs, out, args.backbone, budget))
     print()

@@ -6,6 +6,7 @@ reader sees at once whether it won on the toy (it need not: a toy is not FLUX).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from benchmark.cli.demo.stages import SAMPLES, SCORES  # noqa: E402
 from benchmark.core.io import atomic_write_text as write_text
@@ -21,9 +23,11 @@ from benchmark.core.toy_data import CENTERS, PREFERRED_RADIUS, RARE
 from evaluators.report import plot_grad_norms, plot_sample_grid, plot_training_curves, read_scores
 from evaluators.report.stats import estimate
 
-ORDER = ["pretrained", "refl", "draft_lv", "drtune", "leapalign", "full_backprop", "grpo"]
+ORDER = ["pretrained", "refl", "draft_lv", "drtune", "leapalign", "full_backprop", "grpo", "dancegrpo", "mixgrpo",
+         "flowgrpo"]
 LABELS = {"pretrained": "Pretrained", "refl": "ReFL", "draft_lv": "DRaFT-LV", "drtune": "DRTune",
-          "leapalign": "LeapAlign", "full_backprop": "Full backprop", "grpo": "GRPO"}
+          "leapalign": "LeapAlign", "full_backprop": "Full backprop", "grpo": "GRPO", "dancegrpo": "DanceGRPO",
+          "mixgrpo": "MixGRPO", "flowgrpo": "Flow-GRPO"}
 
 
 def build_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
@@ -36,10 +40,22 @@ def build_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
             est = estimate([frame], resamples=1000, seed=0)
             row.update({metric: est.mean, f"{metric}_ci_low": est.ci_low, f"{metric}_ci_high": est.ci_high})
         row["samples"] = scores["prompt_id"].nunique()
+        row["train_s_per_1k"] = training_seconds_per_1k(run_dir)
         rows.append(row)
     table = pd.DataFrame(rows)
     table["order"] = table["key"].map(lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
     return table.sort_values("order").drop(columns="order").reset_index(drop=True)
+
+
+def training_seconds_per_1k(run_dir: Path) -> float:
+    """Training seconds per 1,000 samples drawn (the logged step times over iterations x batch); NaN untrained.
+    The demo's jobs share the CPU, so compare these within one table, not across machines."""
+    metrics, config = run_dir / "metrics.jsonl", run_dir / "config.yaml"
+    if not metrics.is_file() or not config.is_file():
+        return float("nan")
+    steps = [json.loads(line) for line in metrics.read_text().splitlines()]
+    batch = yaml.safe_load(config.read_text())["schedule"]["global_batch"]
+    return 1000 * sum(r["step_time"] for r in steps) / (len(steps) * batch)
 
 
 def verdict(table: pd.DataFrame) -> list[str]:
@@ -70,10 +86,12 @@ def verdict(table: pd.DataFrame) -> list[str]:
 def write_table(table: pd.DataFrame, out: Path, budget: str) -> list[Path]:
     metrics = [m for m in ("reward", "preferred") if m in table]
     header = ["Method"] + [{"reward": "Reward (95% CI)", "preferred": "Preferred share (95% CI)"}[m] for m in metrics]
+    header.append("Train s / 1k samples")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
         cells = [f"{row[m]:.3f} [{row[f'{m}_ci_low']:.3f}, {row[f'{m}_ci_high']:.3f}]" for m in metrics]
-        lines.append("| " + " | ".join([row["method"], *cells]) + " |")
+        cost = "-" if pd.isna(row["train_s_per_1k"]) else f"{row['train_s_per_1k']:.2f}"
+        lines.append("| " + " | ".join([row["method"], *cells, cost]) + " |")
     text = "\n".join([f"Held-out evaluation, {int(table['samples'].max())} samples per method; {budget}.", "",
                       *lines, "", *verdict(table), ""])
     md = write_text(out / "table.md", text)

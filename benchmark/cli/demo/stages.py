@@ -56,7 +56,8 @@ def sample(run_config: dict, run_dir: Path) -> None:
         prompts = [p for p in cache.prompt_set(cfg.prompts.file) for _ in range(n)]
         cond, n = cache.cond(prompts), len(prompts)
     with torch.no_grad():
-        x0 = rollout(backbone, cond, backbone.noise(n, g), backbone.schedule(cfg.schedule.num_steps)).x0
+        steps = int(evaluation.get("steps") or cfg.schedule.num_steps)  # the demo's T for every run
+        x0 = rollout(backbone, cond, backbone.noise(n, g), backbone.schedule(steps)).x0
         images = backbone.decode(x0)
     with atomic_path(run_dir / SAMPLES) as tmp:  # a pretrained run's directory appears here (no training stage)
         torch.save({"x0": x0, "images": images, "prompts": prompts}, tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +37,50 @@ class Backbone(Protocol):
 def shift_sigmas(sigmas: Tensor, shift: float) -> Tensor:
     """SD3's static time shift, sigma' = s * sigma / (1 + (s - 1) * sigma)."""
     return shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    """The sigmas a training rollout steps through and the time the model is told (a method declares it).
+
+    ``shift`` None: the backbone's own schedule (FLUX: FluxPipeline's resolution-dependent shift); a number s:
+    SD3's static shift of the uniform grid t = linspace(1, 0, T + 1) in float32, sigma = s t / (1 + (s - 1) t)
+    (DanceGRPO's and MixGRPO's ``sd3_time_shift``, fastvideo/train_grpo_flux.py). ``levels`` 0: the model is
+    told sigma; N: int(N sigma) / N, as DanceGRPO and MixGRPO pass ``timestep = int(sigma * 1000)`` (a long)
+    divided by 1000, while the step itself uses the exact sigma.
+    """
+
+    shift: float | None = None
+    levels: int = 0
+
+    def sigmas(self, backbone: Backbone, num_steps: int) -> Tensor:
+        if self.shift is None:
+            return backbone.schedule(num_steps)
+        if not isinstance(num_steps, int) or num_steps < 2:
+            raise ConfigError("schedule.num_steps", "an integer >= 2", num_steps)
+        return shift_sigmas(torch.linspace(1, 0, num_steps + 1), self.shift)
+
+    def model(self, backbone: Backbone) -> Backbone:
+        """The backbone as the rollout and the loss should call it: itself, or told the quantised time."""
+        return QuantisedTime(backbone, self.levels) if self.levels else backbone
+
+
+class QuantisedTime:
+    """A backbone whose velocity is told int(N sigma) / N instead of sigma; everything else is the backbone's."""
+
+    def __init__(self, inner: Backbone, levels: int):
+        self.inner, self.levels = inner, levels
+
+    def velocity(self, x: Tensor, sigma: Tensor, cond: Any) -> Tensor:
+        return self.inner.velocity(x, quantise(sigma, self.levels), cond)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def quantise(sigma: Tensor, levels: int) -> Tensor:
+    """int(levels * sigma) / levels in float32, as DanceGRPO computes it from its float32 sigma (sigma >= 0)."""
+    return torch.floor(sigma.float() * levels) / levels
 
 
 def require_diffusers_dir(path: str | Path, parts: tuple[str, ...], field: str = "backbone.path") -> Path:

@@ -39,6 +39,24 @@ def test_bench_step_reports_floor_and_split(capsys):
         assert row["n_reward"] == row["n_decode"]  # every decoded image is scored
 
 
+def test_bench_step_and_memory_of_a_grpo_preset(capsys):
+    """DanceGRPO's step on one group of 12 at micro-batch 1: 12 rollouts without gradient, 12 scores without
+    gradient, int(0.6 * 3) = 1 trained step per sample, 3 optimiser steps; its cost is per sample drawn."""
+    assert main(["bench", "step", "--json", "--resolution", "32", "--steps", "4", "--repeats", "1",
+                 "--methods", "dancegrpo", "leapalign"]) == 0
+    rows = {r["method"]: r for r in json_rows(capsys)}
+    dance = rows["dancegrpo"]
+    assert (dance["samples"], dance["updates"], dance["n_v_grad"], dance["n_v_nograd"]) == (12, 3, 12, 48)
+    assert (dance["n_decode_nograd"], dance["n_reward_nograd"], dance["n_decode"], dance["n_reward"]) == (12, 12, 0, 0)
+    parts = ("v_nograd", "v_grad", "decode", "reward", "decode_nograd", "reward_nograd")
+    floor = sum(dance[f"n_{k}"] * dance[f"part_{k}_s"] for k in parts) + 3 * dance["part_optimizer_s"]
+    assert dance["floor_s"] == pytest.approx(floor, rel=1e-12)
+    assert dance["s_per_sample"] == pytest.approx(dance["measured_s"] / 12) and rows["leapalign"]["samples"] == 1
+    assert main(["bench", "memory", "--json", "--resolution", "32", "--steps", "4", "8", "--methods", "dancegrpo"]) == 0
+    cases = {r["steps"]: r for r in json_rows(capsys) if "peak_bytes" in r}
+    assert set(cases) == {4, 8} and cases[8]["samples"] == 12
+
+
 def test_bench_rollout_matches_diffusers(capsys):
     assert main(["bench", "rollout", "--json", "--resolution", "32", "--steps", "4", "--repeats", "1"]) == 0
     (row,) = json_rows(capsys)

@@ -5,7 +5,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from benchmark.cli import main
 from evaluators.report import validate_scores

@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from benchmark.core.backbones import BackboneConfig, build_backbone
+from benchmark.core.backbones.base import TimeGrid
 from benchmark.core.backbones.flux import FluxCond
 from benchmark.core.backbones.sd3 import SD3Cond
 from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux, tiny_sd3
+from benchmark.core.errors import ConfigError
 
 
 def save(backbone, root):
@@ -57,3 +59,21 @@ def test_flux_guidance_reaches_the_transformer():
     v_35 = backbone.velocity(x, sigma, cond)
     backbone.guidance = 1.0
     assert not torch.allclose(v_35, backbone.velocity(x, sigma, cond))
+
+
+def test_time_grid_static_shift_and_quantised_model_time():
+    """DanceGRPO's grid (fastvideo/train_grpo_flux.py): sd3_time_shift(3, linspace(1, 0, T + 1)) in float32, the
+    model told int(1000 sigma) / 1000; the default grid is the backbone's own schedule and its sigma."""
+    backbone = tiny_flux(height=32, width=32)
+    assert TimeGrid().model(backbone) is backbone and torch.equal(TimeGrid().sigmas(backbone, 4), backbone.schedule(4))
+    grid = TimeGrid(shift=3.0, levels=1000)
+    t = torch.linspace(1, 0, 17)
+    sigmas = grid.sigmas(backbone, 16)
+    assert sigmas.dtype == torch.float32 and torch.equal(sigmas, (3.0 * t) / (1 + 2.0 * t))
+    assert [int(s * 1000) for s in sigmas][:4] == [1000, 978, 954, 928]
+    told = []
+    model = grid.model(type("Spy", (), {"velocity": lambda self, x, s, c: told.append(s) or x, "name": "spy"})())
+    model.velocity(torch.zeros(1), sigmas[1], None)
+    assert told[0].item() == torch.tensor(978, dtype=torch.long).div(1000).item() and model.name == "spy"
+    with pytest.raises(ConfigError, match="schedule.num_steps"):
+        grid.sigmas(backbone, 1)

@@ -11,7 +11,17 @@ import pytest
 import torch
 
 from benchmark.core.backbones.base import shift_sigmas
-from benchmark.core.engine import NoGradPlan, gaussian_logprob, rollout, sde_sigma, sde_step, step_kl, step_logprob
+from benchmark.core.backbones.flux import FluxCond
+from benchmark.core.engine import (
+    NoGradPlan,
+    gaussian_logprob,
+    rollout,
+    sde_sigma,
+    sde_step,
+    select,
+    step_kl,
+    step_logprob,
+)
 from benchmark.core.testing import single_thread
 
 
@@ -40,8 +50,8 @@ class GaussianFlow:
 
 
 class ConstantNoise(NoGradPlan):
-    def __init__(self, eta):
-        self.eta = eta
+    def __init__(self, eta, diffusion="scaled"):
+        self.eta, self.diffusion = eta, diffusion
 
     def sde_noise(self, t):
         return self.eta
@@ -55,12 +65,14 @@ MEAN_TOL = 4 * torch.sqrt(S.diagonal() / N) + 1e-3
 COV_TOL = 4 * torch.sqrt((S.diagonal()[:, None] * S.diagonal()[None, :] + S**2) / N)
 
 
-@pytest.mark.parametrize("eta,bias", [(0.0, 0.007), (0.3, 0.003), (0.7, 0.003)])
-def test_sde_marginals_match_the_ode_and_the_data(eta, bias):
+@pytest.mark.parametrize("eta,bias,diffusion", [(0.0, 0.007, "scaled"), (0.3, 0.003, "scaled"), (0.7, 0.003, "scaled"),
+                                                (0.3, 0.003, "constant")])
+def test_sde_marginals_match_the_ode_and_the_data(eta, bias, diffusion):
+    """Flow-GRPO's sigma_t = eta sqrt(s / (1 - s)) and DanceGRPO's constant eta: any g keeps the flow's marginals."""
     flow = GaussianFlow(MU, S)
     sigmas = shift_sigmas(torch.linspace(1, 0, T + 1, dtype=torch.float64), 1.0)
     x_T = torch.randn(N, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    traj = rollout(flow, None, x_T, sigmas, ConstantNoise(eta), generator=torch.Generator().manual_seed(1))
+    traj = rollout(flow, None, x_T, sigmas, ConstantNoise(eta, diffusion), generator=torch.Generator().manual_seed(1))
     x0 = traj.x0
     assert (x0.mean(0) - MU).abs().le(MEAN_TOL).all(), (x0.mean(0), MU)
     assert (torch.cov(x0.T) - S).abs().le(COV_TOL + bias).all(), (torch.cov(x0.T), S)
@@ -81,6 +93,24 @@ def test_wrong_drift_breaks_the_marginals():
         _, std = sde_step(x, flow.velocity(x, s), s, s_next, 0.7)
         x = x + (s_next - s) * flow.velocity(x, s) + std * torch.randn(x.shape, generator=g, dtype=x.dtype)
     assert (torch.cov(x.T) - S).abs().max() > 10 * COV_TOL.max()
+
+
+def test_constant_diffusion_is_dancegrpos_coefficient():
+    """DanceGRPO's flux_step: std = eta sqrt(s - s'), drift eta^2 / (2 s) (x + (1 - s) v), finite at s = 1."""
+    x_t, v, _, s, s_next = pinned_step()
+    mean, std = sde_step(x_t, v, s, s_next, 0.3, "constant")
+    torch.testing.assert_close(mean, x_t + (v + 0.09 / (2 * 0.6) * (x_t + 0.4 * v)) * (0.45 - 0.6), rtol=1e-6, atol=1e-6)
+    assert abs(std.item() - 0.3 * math.sqrt(0.15)) < 1e-7
+    assert sde_sigma(torch.tensor(1.0), torch.tensor(0.9), 0.3, "constant").item() == pytest.approx(0.3)
+    _, std_first = sde_step(x_t, v, torch.tensor(1.0), torch.tensor(0.9), 0.3, "constant")
+    assert abs(std_first.item() - 0.3 * math.sqrt(0.1)) < 1e-7  # no special case at s = 1
+
+
+def test_select_takes_rows_of_any_conditioning():
+    cond = FluxCond(torch.arange(12.0).view(3, 2, 2), torch.arange(6.0).view(3, 2))
+    picked = select(cond, torch.tensor([2, 0]))
+    assert isinstance(picked, FluxCond) and picked.prompt_embeds[0, 0, 0] == 8 and picked.pooled_prompt_embeds[1, 1] == 1
+    assert torch.equal(select(torch.arange(4), torch.tensor([3])), torch.tensor([3])) and select(None, [0]) is None
 
 
 def pinned_step(dtype=torch.float64):
