@@ -1,45 +1,49 @@
-"""``bench step``: one training step's time against the floor of its parts, measured alone.
+"""``bench step``: one training step's time against the floor of its parts, measured side by side.
 
-The floor is what the step cannot avoid: each no-grad velocity evaluation, each kept evaluation's
-forward + backward, each decode's and reward's forward + backward (as many of each as the step made,
-counted by a probe) and the optimizer step, each timed alone in the same process. measured / floor
-near 1 means the engine and methods add nothing beyond the model's own work.
+The floor is what the step cannot avoid: as many no-grad velocity evaluations, kept evaluations with forward
+and backward, decodes and rewards with forward and backward as the step made (counted by a probe), and one
+AdamW step, run back to back in the same process without the engine and the method around them. Step and
+floor alternate for ``rounds`` rounds and each keeps its fastest round: other processes only ever add time,
+so the fastest round is the steadiest estimate, and alternating exposes both to the same conditions.
+measured / floor near 1 means the engine and the methods add nothing beyond the model's own work; the
+quartiles of the per-round ratios show how noisy the machine was.
+
+The floor used to be each part's fastest of 20 isolated calls, against the step's median: with any
+background load a sequence of millisecond-scale calls runs slower than the luckiest single call, so that
+ratio moved between 1.03 and 1.33 from run to run without the step changing (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from typing import Callable
 
 import torch
 
 from benchmark.cli.bench.harness import BenchSetup, Probe, sync, train_step
 
 
-def times_of(fn, repeats: int, device) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
 
 
-def part_times(setup: BenchSetup, repeats: int) -> dict[str, float]:
-    """Seconds of each part alone (the fastest of ``repeats`` runs): no-grad velocity, velocity fwd+bwd, decode
-    fwd+bwd, reward fwd+bwd, AdamW."""
+def parts(setup: BenchSetup) -> dict[str, Callable[[], None]]:
+    """One call of each part a step is made of, keyed like ``Probe.calls``: no-grad velocity, velocity
+    forward + backward, decode forward + backward, reward forward + backward."""
     bb, dev = setup.backbone, setup.device
     x = bb.noise(setup.batch, torch.Generator(dev).manual_seed(1))
     sigma = bb.schedule(10)[5].to(dev)
-    params = [p for p in bb.transformer.parameters() if p.requires_grad]
 
-    def nograd():
+    def v_nograd():
         with torch.no_grad():
             bb.velocity(x, sigma, setup.cond)
 
-    def fwd_bwd():
+    def v_grad():
         bb.velocity(x, sigma, setup.cond).square().mean().backward()
 
     def decode():
@@ -48,30 +52,47 @@ def part_times(setup: BenchSetup, repeats: int) -> dict[str, float]:
     def reward():
         setup.reward(torch.rand(setup.batch, 3, bb.height, bb.width, device=dev, requires_grad=True)).sum().backward()
 
-    def optimizer():
-        for p in params:
-            p.grad = torch.zeros_like(p)
+    return {"v_nograd": v_nograd, "v_grad": v_grad, "decode": decode, "reward": reward}
+
+
+def floor_of(setup: BenchSetup, calls: dict[str, int]) -> Callable[[], None]:
+    """The step's parts back to back, each as often as the step made it, then AdamW (as the step ends)."""
+    each = parts(setup)
+
+    def floor():
+        for name, fn in each.items():
+            for _ in range(calls[name]):
+                fn()
         setup.optimizer.step()
+        setup.optimizer.zero_grad(set_to_none=True)
 
-    # the floor is a lower bound: each part's fastest of many runs (a median of isolated ms-scale calls is
-    # inflated by dispatch and cache effects the step itself does not pay)
-    out = {name: min(times_of(fn, repeats, dev)) for name, fn in
-           [("v_nograd", nograd), ("v_grad", fwd_bwd), ("decode", decode), ("reward", reward), ("optimizer", optimizer)]}
-    setup.optimizer.zero_grad(set_to_none=True)
-    return out
+    return floor
 
 
-def bench_method(setup: BenchSetup, method: str, steps: int, parts: dict[str, float], repeats: int) -> dict:
-    train_step(setup, method, steps)  # warm-up
-    # one seed for every repeat: the method's random choices (t_min, k, j) fix how many evaluations a step makes
-    measured = statistics.median(train_step(setup, method, steps, seed=0)["total"] for _ in range(repeats))
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def bench_method(setup: BenchSetup, method: str, steps: int, rounds: int) -> dict:
+    """``rounds`` alternating rounds of the step (seed 0: the same choices, so the same counts, every round)
+    and its floor; the fastest of each, their ratio and the quartiles of the per-round ratios."""
     probe = Probe(setup.device)
-    split = train_step(setup, method, steps, probe=probe)
-    floor = sum(probe.calls[k] * parts[k] for k in probe.calls) + parts["optimizer"]
+    split = train_step(setup, method, steps, probe=probe)  # the counts and split; also the warm-up
+    floor = floor_of(setup, probe.calls)
+    floor()  # warm-up
+    step_s, floor_s = [], []
+    for _ in range(rounds):
+        step_s.append(train_step(setup, method, steps, seed=0)["total"])
+        floor_s.append(timed(floor, setup.device))
+    q1, median, q3 = quartiles([s / f for s, f in zip(step_s, floor_s)])
     return {
-        "method": method, "steps": steps, "measured_s": measured, "floor_s": floor, "ratio": measured / floor,
-        "rollout_s": split["rollout"], "grad_eval_s": probe.seconds["v_grad"], "nograd_eval_s": probe.seconds["v_nograd"],
-        "decode_s": probe.seconds["decode"], "reward_s": probe.seconds["reward"], "backward_s": split["backward"],
-        "optimizer_s": split["optimizer"], **{f"n_{k}": v for k, v in probe.calls.items()},
-        **{f"part_{k}_s": v for k, v in parts.items()},
+        "method": method, "steps": steps, "measured_s": min(step_s), "floor_s": min(floor_s),
+        "ratio": min(step_s) / min(floor_s), "round_ratio_q1": q1, "round_ratio_median": median, "round_ratio_q3": q3,
+        "rounds": rounds, "rollout_s": split["rollout"], "grad_eval_s": probe.seconds["v_grad"],
+        "nograd_eval_s": probe.seconds["v_nograd"], "decode_s": probe.seconds["decode"],
+        "reward_s": probe.seconds["reward"], "backward_s": split["backward"], "optimizer_s": split["optimizer"],
+        **{f"n_{k}": v for k, v in probe.calls.items()},
     }
