@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="+", default=None, choices=list(BENCH_METHODS))
     p.add_argument("--repeats", type=int, default=3, help="rollout, real: timed runs")
     p.add_argument("--rounds", type=int, default=15, help="step: alternating rounds of each step and its floor")
+    p.add_argument("--ops", action="store_true", help="step: count the operators a step dispatches beyond its floor")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU intra-op threads (0: torch's default); 1 keeps millisecond timings steady on a busy "
                         "machine, where OpenMP threads wait on each other")
@@ -70,10 +71,11 @@ def run_bench(args: argparse.Namespace) -> int:
     setup = BenchSetup.build(resolution=args.resolution or 64, device=args.device, compile_mode=args.compile)
     steps = (args.steps or [25])[0]
     if args.which == "step":
-        rows = [bench_method(setup, m, steps, args.rounds) for m in tqdm(methods, desc="methods", disable=args.json)]
+        rows = [bench_method(setup, m, steps, args.rounds, args.ops)
+                for m in tqdm(methods, desc="methods", disable=args.json)]
         keep = ["method", "steps", "measured_s", "floor_s", "ratio", "round_ratio_q1", "round_ratio_median",
                 "round_ratio_q3", "rollout_s", "grad_eval_s", "decode_s", "reward_s", "backward_s", "n_v_grad",
-                "n_v_nograd"]
+                "n_v_nograd"] + (["ops_step", "ops_beyond", "ops_beyond_top"] if args.ops else [])
         emit(rows if args.json else [{k: r[k] for k in keep} for r in rows], args.json,
              f"one training step against its floor ({args.device}, {torch.get_num_threads()} threads, "
              f"{setup.backbone.height}px, T={steps}, fastest of {args.rounds} rounds)")

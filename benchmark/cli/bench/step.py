@@ -6,7 +6,9 @@ AdamW step, run back to back in the same process without the engine and the meth
 floor alternate for ``rounds`` rounds and each keeps its fastest round: other processes only ever add time,
 so the fastest round is the steadiest estimate, and alternating exposes both to the same conditions.
 measured / floor near 1 means the engine and the methods add nothing beyond the model's own work; the
-quartiles of the per-round ratios show how noisy the machine was.
+quartiles of the per-round ratios show how noisy the machine was. With ``ops``, the aten operators one step
+and one floor dispatch are counted (torch.profiler; the same count on every run): what the step does beyond
+its parts, op by op.
 
 The floor used to be each part's fastest of 20 isolated calls, against the step's median: with any
 background load a sequence of millisecond-scale calls runs slower than the luckiest single call, so that
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from typing import Callable
 
 import torch
@@ -76,7 +79,22 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def bench_method(setup: BenchSetup, method: str, steps: int, rounds: int) -> dict:
+def op_counts(fn: Callable[[], object]) -> Counter:
+    """The aten operators one call of ``fn`` dispatches, by name (nested ones included)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return Counter({e.key: e.count for e in prof.key_averages() if e.key.startswith("aten::")})
+
+
+def ops_beyond(step: Counter, floor: Counter) -> dict:
+    """How many more operators the step dispatches than its floor, and the kinds that make the difference."""
+    extra = Counter({k: step[k] - floor[k] for k in step | floor})
+    top = ", ".join(f"{k.removeprefix('aten::')} {n:+d}" for k, n in extra.most_common(4) if n > 0)
+    return {"ops_step": step.total(), "ops_floor": floor.total(), "ops_beyond": step.total() - floor.total(),
+            "ops_beyond_top": top}
+
+
+def bench_method(setup: BenchSetup, method: str, steps: int, rounds: int, ops: bool = False) -> dict:
     """``rounds`` alternating rounds of the step (seed 0: the same choices, so the same counts, every round)
     and its floor; the fastest of each, their ratio and the quartiles of the per-round ratios."""
     probe = Probe(setup.device)
@@ -88,11 +106,12 @@ def bench_method(setup: BenchSetup, method: str, steps: int, rounds: int) -> dic
         step_s.append(train_step(setup, method, steps, seed=0)["total"])
         floor_s.append(timed(floor, setup.device))
     q1, median, q3 = quartiles([s / f for s, f in zip(step_s, floor_s)])
+    counted = ops_beyond(op_counts(lambda: train_step(setup, method, steps, seed=0)), op_counts(floor)) if ops else {}
     return {
         "method": method, "steps": steps, "measured_s": min(step_s), "floor_s": min(floor_s),
         "ratio": min(step_s) / min(floor_s), "round_ratio_q1": q1, "round_ratio_median": median, "round_ratio_q3": q3,
         "rounds": rounds, "rollout_s": split["rollout"], "grad_eval_s": probe.seconds["v_grad"],
         "nograd_eval_s": probe.seconds["v_nograd"], "decode_s": probe.seconds["decode"],
         "reward_s": probe.seconds["reward"], "backward_s": split["backward"], "optimizer_s": split["optimizer"],
-        **{f"n_{k}": v for k, v in probe.calls.items()},
+        **{f"n_{k}": v for k, v in probe.calls.items()}, **counted,
     }

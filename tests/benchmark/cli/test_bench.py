@@ -31,7 +31,7 @@ def test_bench_memory_full_backprop_grows_and_leapalign_does_not(capsys):
 
 
 def test_bench_step_reports_floor_and_split(capsys):
-    assert main(["bench", "step", "--json", "--resolution", "32", "--steps", "6", "--rounds", "3",
+    assert main(["bench", "step", "--json", "--resolution", "32", "--steps", "6", "--rounds", "3", "--ops",
                  "--methods", "leapalign", "draft_lv"]) == 0
     rows = {r["method"]: r for r in json_rows(capsys)}
     assert (rows["leapalign"]["n_v_grad"], rows["leapalign"]["n_v_nograd"]) == (2, 4)
@@ -40,6 +40,7 @@ def test_bench_step_reports_floor_and_split(capsys):
         assert row["ratio"] == pytest.approx(row["measured_s"] / row["floor_s"], rel=1e-12)
         assert row["round_ratio_q1"] <= row["round_ratio_median"] <= row["round_ratio_q3"] and row["rounds"] == 3
         assert row["n_reward"] == row["n_decode"]  # every decoded image is scored
+        assert row["ops_beyond"] == row["ops_step"] - row["ops_floor"] and row["ops_floor"] > 1000
 
 
 def test_bench_step_floor_runs_each_part_as_often_as_the_step(monkeypatch):
