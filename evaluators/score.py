@@ -222,9 +222,19 @@ def score_rewards(samples: list[Sample], scorers: list[Scorer], batch_size: int 
     return pd.DataFrame(records, columns=["prompt_id", "prompt", "image", "metric", "tag", "value", "protocol"])
 
 
-def score_geneval(root: str | Path, detector, colour_classifier=None, progress: bool = True) -> pd.DataFrame:
-    """GenEval correctness per image (metric ``geneval``, tag = task), from ``geneval.score_folder``."""
-    df = score_folder(root, detector, colour_classifier, progress=progress)
+def shard(samples: list[Sample], batch_size: int, rank: int, world_size: int) -> list[Sample]:
+    """This rank's share of ``samples`` for ``score_rewards(..., batch_size)``: the batches rank, rank + world_size,
+    ... of the one-task batching, so every image is scored in the same batch, with the same numbers, as with
+    one task."""
+    return [s for start in range(rank * batch_size, len(samples), world_size * batch_size)
+            for s in samples[start : start + batch_size]]
+
+
+def score_geneval(root: str | Path, detector, colour_classifier=None, progress: bool = True, rank: int = 0,
+                  world_size: int = 1) -> pd.DataFrame:
+    """GenEval correctness per image (metric ``geneval``, tag = task), from ``geneval.score_folder`` (one shard of
+    the images with ``world_size`` > 1)."""
+    df = score_folder(root, detector, colour_classifier, progress=progress, rank=rank, world_size=world_size)
     return pd.DataFrame({"prompt_id": df["prompt_index"], "prompt": df["prompt"], "image": df["image_index"],
                          "metric": "geneval", "tag": df["tag"], "value": df["correct"].astype(float),
                          "protocol": getattr(detector, "protocol", "")})

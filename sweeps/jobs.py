@@ -3,8 +3,10 @@
 One job runs one stage of one run (on Slurm) or a run's remaining stages in order (``local`` / ``debug``).
 Before calling a stage it exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT from
 ``submitit.JobEnvironment`` (one task per GPU), so ``benchmark.core.distributed`` starts torch.distributed the
-way it does under torchrun; training code never sees submitit. When a stage returns, global rank 0 writes
-its done marker ``<run_dir>/stages/<stage>.done`` atomically; a finished stage is never run again.
+way it does under torchrun; training code never sees submitit. A job of several tasks starts one process group
+(the run's ``distributed`` backend and timeout) that all its stages share: a second group in the same
+processes can hang on the first one's rendezvous keys. When a stage returns, global rank 0 writes its done
+marker ``<run_dir>/stages/<stage>.done`` atomically; a finished stage is never run again.
 
 Preemption and time limits: Slurm sends USR2 (submitit asks for it 90 s before the end); training saves a
 checkpoint and hands the signal to submitit, which calls ``checkpoint()`` (a fresh job of the same stage),
@@ -25,6 +27,7 @@ from typing import Any, Callable
 
 import submitit
 
+from benchmark.core import distributed
 from benchmark.core.io import atomic_write_text
 
 
@@ -78,6 +81,14 @@ class StageJob:
 
     def __call__(self) -> str:
         rank, job_id = export_distributed_env()
+        settings = self.run_config.get("distributed") or {}
+        _, started = distributed.setup(settings.get("backend", "auto"), settings.get("timeout_s", 1800))
+        try:
+            return self.run_stages(rank, job_id)
+        finally:
+            distributed.teardown(started)
+
+    def run_stages(self, rank: int, job_id: str | None) -> str:
         run_dir = Path(self.run_dir)
         previous = self.after
         for stage, ref in self.stages:

@@ -10,11 +10,18 @@ anything; it must not load models.
 - ``sample``: ``evaluators.sample`` (the EMA weights of the newest checkpoint, or the base model for a
   run without training) into ``<run_dir>/samples`` in GenEval's layout; ranks split the prompts.
 - ``score``: every ``eval.metrics`` reward, and GenEval when ``eval.geneval`` is set, into
-  ``<run_dir>/scores.parquet`` (the per-image format of ``evaluators.report.scores``).
+  ``<run_dir>/scores.parquet`` (the per-image format of ``evaluators.report.scores``); ranks split the
+  scoring batches and rank 0 writes the merged file.
+
+Sampling and scoring with several tasks give the same files as one task: every image is sampled and scored in
+the same batch as with one task (``evaluators.sample``, ``evaluators.score.shard``), and the scores are put
+back in the one-task order. Their ranks join a process group (gloo on CPU) and meet at a barrier before
+returning, so the done marker rank 0 writes afterwards means every rank has finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,7 @@ from benchmark.core.backbones import BackboneConfig
 from benchmark.core.cache import EmbeddingCache
 from benchmark.core.checkpoint import latest_valid
 from benchmark.core.configs import typed
-from benchmark.core.distributed import env_from_environment
+from benchmark.core.distributed import DistEnv, barrier, gather_object, setup, teardown
 from benchmark.core.errors import ConfigError
 from benchmark.training.config import RunConfig, check_run, config_from_dict
 from benchmark.training.trainer import train as run_train
@@ -34,13 +41,26 @@ from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
 from evaluators.report import write_scores
 from evaluators.rewards import RewardConfig, build_reward, reward_config
 from evaluators.sample import generate, load_model, plan_sampling
-from evaluators.score import list_samples, reward_scorer, score_geneval, score_rewards
+from evaluators.score import list_samples, reward_scorer, score_geneval, score_rewards, shard
 
 SAMPLES, SCORES = "samples", "scores.parquet"
+SCORE_BATCH = 8  # images per reward forward; the sharding keeps one-task batches whatever the world size
 
 
 class StageInterrupted(RuntimeError):
     """The stage stopped early (SIGTERM / SIGUSR2) after saving its state; the next launch resumes it."""
+
+
+@contextlib.contextmanager
+def process_group():
+    """This job's process group (``sweeps.jobs.StageJob`` starts it; started here, and ended after the stage,
+    when a stage is called on its own); a barrier at the end. One task: no group, nothing to wait for."""
+    env, started = setup()
+    try:
+        yield env
+        barrier()
+    finally:
+        teardown(started)
 
 
 def training_config(run_config: dict, run_dir: Path) -> RunConfig:
@@ -75,14 +95,15 @@ def sample_backbone(run_config: dict) -> dict:
 
 
 def sample(run_config: dict, run_dir: Path) -> None:
-    ev, env = run_config["eval"], env_from_environment()
+    ev = run_config["eval"]
     trained = latest_valid(run_dir / "checkpoints") is not None
     size = {k: ev[k] for k in ("height", "width", "guidance") if ev.get(k) is not None}  # eval may differ
-    plan = plan_sampling(ev["cache"], str(run_dir / SAMPLES), size if trained else sample_backbone(run_config),
-                         prompts=ev["prompts"], run=str(run_dir) if trained else None, ema=ev["ema"] and trained,
-                         steps=ev["steps"], images=ev["images"], seed=ev["seed"], batch_size=ev["batch_size"],
-                         rank=env.rank, world_size=env.world_size, limit=ev["limit"])
-    generate(plan, load_model(plan, env.device), env.device)
+    with process_group() as env:
+        plan = plan_sampling(ev["cache"], str(run_dir / SAMPLES), size if trained else sample_backbone(run_config),
+                             prompts=ev["prompts"], run=str(run_dir) if trained else None,
+                             ema=ev["ema"] and trained, steps=ev["steps"], images=ev["images"], seed=ev["seed"],
+                             batch_size=ev["batch_size"], rank=env.rank, world_size=env.world_size, limit=ev["limit"])
+        generate(plan, load_model(plan, env.device), env.device)
 
 
 def check_sample(run_config: dict, world_size: int) -> None:
@@ -113,22 +134,35 @@ def score(run_config: dict, run_dir: Path) -> None:
 
 
 def score_with(run_config: dict, run_dir: Path, rewards: dict[str, Any]) -> None:
-    """Score ``<run_dir>/samples`` with ``rewards`` (score key -> reward or its builder) and GenEval."""
-    env = env_from_environment()
-    if not env.is_main:  # scoring is cheap next to sampling: rank 0 scores everything
-        return
+    """Score ``<run_dir>/samples`` with ``rewards`` (score key -> reward or its builder) and GenEval; each rank
+    scores its shard, rank 0 merges the shards in the one-task order and writes ``scores.parquet``."""
     ev, folder = run_config["eval"], run_dir / SAMPLES
-    samples = list_samples(folder)
-    frames = []
+    with process_group() as env:
+        frames = score_shard(ev, folder, rewards, env)
+        shards = gather_object(frames)
+        if env.is_main:
+            merged = [one_task_order([frames[i] for frames in shards]) for i in range(len(frames))]
+            write_scores(pd.concat(merged, ignore_index=True).assign(**labels(run_config, folder)), run_dir / SCORES)
+
+
+def score_shard(ev: dict, folder: Path, rewards: dict[str, Any], env: DistEnv) -> list[pd.DataFrame]:
+    """This rank's scores: one frame per reward, then GenEval's."""
+    mine, frames = shard(list_samples(folder), SCORE_BATCH, env.rank, env.world_size), []
     for key, make in rewards.items():  # one reward model in memory at a time
         reward = (make if isinstance(make, torch.nn.Module) else make()).to(env.device)
-        frames.append(score_rewards(samples, [reward_scorer(key, reward)], device=env.device))
+        frames.append(score_rewards(mine, [reward_scorer(key, reward)], SCORE_BATCH, device=env.device))
         del reward
     if ev.get("geneval"):
         settings = ev["geneval"]
         frames.append(score_geneval(folder, Mask2FormerDetector(settings["detector"], env.device),
-                                    ClipColourClassifier(settings["clip"], device=env.device), progress=False))
-    write_scores(pd.concat(frames, ignore_index=True).assign(**labels(run_config, folder)), run_dir / SCORES)
+                                    ClipColourClassifier(settings["clip"], device=env.device), progress=False,
+                                    rank=env.rank, world_size=env.world_size))
+    return frames
+
+
+def one_task_order(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One metric's rows from every rank, by (prompt, image) as one task writes them."""
+    return pd.concat(parts, ignore_index=True).sort_values(["prompt_id", "image"], kind="stable", ignore_index=True)
 
 
 def check_score(run_config: dict, world_size: int) -> None:

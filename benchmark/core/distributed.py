@@ -191,6 +191,15 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def gather_object(obj, dst: int = 0) -> list | None:
+    """Every rank's ``obj`` in rank order on ``dst`` (None on the other ranks); ``[obj]`` in one process."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return [obj]
+    box = [None] * dist.get_world_size() if dist.get_rank() == dst else None
+    dist.gather_object(obj, box, dst=dst)
+    return box
+
+
 def shard_like(full: Tensor, like: Tensor) -> Tensor:
     """``full`` placed as ``like`` is: this rank's shard when ``like`` is an FSDP2 DTensor, else on its device."""
     if hasattr(like, "device_mesh"):

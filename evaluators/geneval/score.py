@@ -79,9 +79,12 @@ def score_folder(
     colour_classifier=None,
     config: RuleConfig = RuleConfig(),
     progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> pd.DataFrame:
-    """One row per image: COLUMNS (details: the kept boxes per class as JSON, as GenEval writes)."""
-    items = list_images(image_dir)
+    """One row per image: COLUMNS (details: the kept boxes per class as JSON, as GenEval writes); with
+    ``world_size`` > 1 only images ``rank``, ``rank + world_size``, ... of the sorted list (one shard)."""
+    items = list_images(image_dir)[rank::world_size]
     if colour_classifier is None and any("color" in c for _, row, _, _ in items for c in row["include"]):
         raise ConfigError("geneval.colour_classifier", "a CLIP colour classifier for colour prompts", None)
     records = []

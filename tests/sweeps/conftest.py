@@ -1,4 +1,6 @@
-"""A real single-node Slurm for the sweep tests, started once per session by ``sweeps/local_slurm.sh``.
+"""A real Slurm for the sweep tests, started once per session by ``sweeps/local_slurm.sh start --nodes 2``: two
+emulated nodes (multiple-slurmd mode) with two count-only GPUs each, so 1-task, 1-node x 2-task and
+2-node x 2-task jobs all run on this machine.
 
 Tests that need it take the ``slurm`` fixture; they are skipped, with the script's output as the reason,
 only where Slurm cannot start (e.g. no root to install the Debian packages).
@@ -13,13 +15,15 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "sweeps" / "local_slurm.sh"
+NODES = 2
 
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
     """Start Slurm (state in a temp dir), export SLURM_CONF for submitit's sbatch/sacct calls, stop at the end."""
     state = tmp_path_factory.mktemp("slurm")
-    start = subprocess.run(["bash", str(SCRIPT), "start", str(state)], capture_output=True, text=True, timeout=900)
+    start = subprocess.run(["bash", str(SCRIPT), "start", "--nodes", str(NODES), str(state)], capture_output=True,
+                           text=True, timeout=900)
     if start.returncode != 0:
         subprocess.run(["bash", str(SCRIPT), "stop", str(state)], capture_output=True, text=True, timeout=120)
         pytest.skip(f"local Slurm could not start:\n{start.stderr[-3000:]}{start.stdout[-1000:]}")

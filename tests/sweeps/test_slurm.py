@@ -1,5 +1,11 @@
-"""Sweeps on a real single-node Slurm (see conftest.py): the tiny 4-run sweep end to end, preemption and
-requeue with an exact resume, cancel and resubmit, and an invalid spec that submits nothing.
+"""Sweeps on a real Slurm of two emulated nodes (see conftest.py): the tiny 4-run sweep end to end, preemption and
+requeue with an exact resume, cancel and resubmit, an invalid spec that submits nothing, and multi-task jobs:
+a 1-node x 2-task sweep (train, sample, score) and a preempted 2-node x 2-task training job, both against one
+process.
+
+Multi-task training equals one process up to float32 round-off (FSDP2's reduce-scatter sums in another order):
+atol 1e-6, rtol 1e-5 on every parameter and EMA tensor, as in tests/benchmark/training/test_trainer_distributed.py.
+Sampling and scoring with two tasks equal one task exactly (every PNG byte, every score).
 
 Timings on a 2-core machine: about 90 s for the 4-run sweep (11 jobs, 2 at a time, each importing torch),
 about 70 s for the preemption test (with its in-process reference run), 40 s for cancel/resubmit.
@@ -7,19 +13,21 @@ about 70 s for the preemption test (with its in-process reference run), 40 s for
 
 from __future__ import annotations
 
-import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 from sweeps.launcher import launch
 from sweeps.records import read_records
 from sweeps.spec import load_spec
 from sweeps.status import last_metrics, sweep_status
-from tests.sweeps.helpers import tiny_spec
+from tests.sweeps.helpers import final_parameters, tiny_spec
 
 pytestmark = pytest.mark.slow
 
@@ -76,12 +84,16 @@ def test_tiny_sweep_trains_samples_scores_and_collects(slurm, tmp_path):
     assert len(read_records(root)) == 11
 
 
-def submit_urgent(cpus: int, attempts: int = 5) -> str:
-    """sbatch a job on the higher-priority partition; slurmctld may refuse it for a moment under load
-    (seen once in CI with the machine busy), so retry a few times and show sbatch's reason if it still fails."""
+def submit_urgent(attempts: int = 5) -> str:
+    """sbatch a job on the higher-priority partition that takes every CPU of every node (so it preempts whatever
+    runs); slurmctld may refuse it for a moment under load (seen once in CI with the machine busy), so retry a
+    few times and show sbatch's reason if it still fails."""
+    nodes, cpus = subprocess.run(["sinfo", "-h", "-p", "urgent", "-o", "%D %c"], capture_output=True,
+                                 text=True).stdout.split()
     for attempt in range(attempts):
-        done = subprocess.run(["sbatch", "--parsable", "-p", "urgent", f"--cpus-per-task={cpus}", "-o", "/dev/null",
-                               "--wrap", "sleep 3"], capture_output=True, text=True)
+        done = subprocess.run(["sbatch", "--parsable", "-p", "urgent", f"--nodes={nodes}", "--ntasks-per-node=1",
+                               f"--cpus-per-task={cpus}", "-o", "/dev/null", "--wrap", "sleep 3"],
+                              capture_output=True, text=True)
         if done.returncode == 0:
             return done.stdout.strip()
         time.sleep(2)
@@ -97,8 +109,7 @@ def test_preempted_run_resumes_from_its_checkpoint_to_the_same_parameters(slurm,
     (record,) = launch(spec, "slurm", root)
     run_dir = run.run_dir(root)
     wait_for(lambda: last_metrics(run_dir).get("step", 0) >= 10, 120, "training to pass step 10", every=0.5)
-    cpus = os.cpu_count()
-    urgent = submit_urgent(cpus)
+    urgent = submit_urgent()
     wait_for(lambda: "preempted at step" in logs(root), 120, "the victim to checkpoint on preemption", every=0.5)
     wait_for(lambda: all_done(spec, root), 240, "the requeued run to finish", every=2)
     text = logs(root, tail=None)  # the preemption line is far from the end once the requeued run has logged
@@ -162,3 +173,112 @@ def test_one_invalid_run_submits_no_job(slurm, tmp_path):
     time.sleep(2)
     assert jobs_named("invalid") == ("", "")
     assert not (root / "jobs.json").exists() and read_records(root) == []
+
+
+# -- multi-task jobs ------------------------------------------------------------------------------------------
+
+
+def multi_task_spec(tmp: Path, name: str, iterations: int, pretrained: bool) -> dict:
+    """The tiny sweep with full fine-tuning on FSDP2 gathering float32 parameters (bf16 would differ from one
+    process by far more than round-off), one sample per rank and micro-batch at world size 4."""
+    tree = tiny_spec(tmp, name=name, methods=("leapalign",), iterations=iterations, pretrained=pretrained)
+    tree["base"]["distributed"] = {"fsdp_param_dtype": "float32"}
+    tree["base"]["schedule"].update(global_batch=4, micro_batch=1)
+    return tree
+
+
+def assert_same_parameters(ours: Path, theirs: Path) -> float:
+    """Parameters and EMA of two checkpoints equal to float32 round-off; returns the largest difference."""
+    a, b = final_parameters(ours), final_parameters(theirs)
+    assert a.keys() == b.keys() and len(a) > 4
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but sampling.json (it names the checkpoint's path)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "sampling.json"}
+
+
+def job_layout(job_id: str) -> str:
+    """'nodes|tasks|nodelist' of the job's first step (the srun that starts submitit's tasks)."""
+    out = subprocess.run(["sacct", "-n", "-P", "-j", job_id, "-o", "JobID,NNodes,NTasks,NodeList"],
+                         capture_output=True, text=True).stdout
+    steps = [line.split("|", 1)[1] for line in out.splitlines() if line.split("|")[0].endswith(".0")]
+    return steps[0] if steps else out
+
+
+def test_two_task_sweep_trains_samples_and_scores_like_one_process(slurm, tmp_path):
+    """`leapbench sweep launch` with 2 tasks on 1 node for every stage: training ends equal to one process to
+    round-off; sampling and scoring write the same files as one task from the same checkpoint, exactly."""
+    from benchmark.cli import main
+
+    tree = multi_task_spec(tmp_path, "tasks2", iterations=2, pretrained=False)
+    tree["slurm"].update(gpus_per_node=2, nodes=1)  # count-only GPUs: 2 tasks per node, gloo on CPU
+    tree["eval"].update(limit=3, images=4)  # 12 images a run: prompts 2 + 1 and scoring batches 8 + 4 per rank
+    spec_file, root = tmp_path / "tasks2.yaml", tmp_path / "root"
+    spec_file.write_text(yaml.safe_dump(tree))
+    assert main(["sweep", "launch", str(spec_file), "--root", str(root)]) == 0
+    spec = load_spec(spec_file)
+    records = read_records(root)
+    assert [r.stages for r in records] == [["train"], ["sample"], ["score"]]
+    wait_for(lambda: all_done(spec, root), 400, "the 2-task sweep to finish", every=3)
+    layouts = [job_layout(r.job_id) for r in records]
+    assert all(layout.startswith("1|2|lbnode") for layout in layouts), layouts
+
+    reference = tmp_path / "reference"  # one process, every stage
+    launch(spec, "debug", reference)
+    (run,) = spec.runs
+    final = "checkpoints/step_000002"
+    worst = assert_same_parameters(run.run_dir(root) / final, run.run_dir(reference) / final)
+    print(f"1 node x 2 tasks vs 1 process after 2 steps: max |difference| {worst:.2e}")
+    # sampling and scoring by one task from the 2-task run's checkpoint: a copy without samples and scores
+    one_task = tmp_path / "one-task"
+    shutil.copytree(run.run_dir(root), run.run_dir(one_task),
+                    ignore=shutil.ignore_patterns("samples", "scores.parquet", "sample.done", "score.done"))
+    launch(spec, "debug", one_task)
+    ours, theirs = files(run.run_dir(root) / "samples"), files(run.run_dir(one_task) / "samples")
+    assert len([k for k in ours if k.endswith(".png")]) == 12 and ours.keys() == theirs.keys()
+    assert [k for k in ours if ours[k] != theirs[k]] == []
+    scores = pd.read_parquet(run.run_dir(root) / "scores.parquet")
+    assert len(scores) == 12 and scores["value"].nunique() > 1
+    pd.testing.assert_frame_equal(scores, pd.read_parquet(run.run_dir(one_task) / "scores.parquet"), check_exact=True)
+
+
+def test_two_node_job_preempted_resumes_and_ends_like_one_process(slurm, tmp_path):
+    """2 nodes x 2 tasks (world size 4) from `leapbench sweep launch --nodes 2 --gpus-per-node 2`, preempted
+    by a job that needs both nodes: it checkpoints, is requeued, resumes and ends equal to one process."""
+    from benchmark.cli import main
+
+    iterations = 20
+    tree = multi_task_spec(tmp_path, "nodes2", iterations, pretrained=False)
+    tree["stages"] = {"train": tree["stages"]["train"], "sample": None, "score": None}
+    tree["base"]["checkpoint"] = {"every": 10, "keep": 2}
+    spec_file, root = tmp_path / "nodes2.yaml", tmp_path / "root"
+    spec_file.write_text(yaml.safe_dump(tree))
+    assert main(["sweep", "launch", str(spec_file), "--root", str(root), "--nodes", "2", "--gpus-per-node", "2",
+                 "--cpus-per-task", "1"]) == 0
+    spec, (record,) = load_spec(spec_file), read_records(root)
+    run_dir = spec.runs[0].run_dir(root)
+    wait_for(lambda: last_metrics(run_dir).get("step", 0) >= 2, 300, "training to pass step 2", every=0.5)
+    urgent = submit_urgent()
+    wait_for(lambda: "preempted at step" in logs(root), 120, "the victim to checkpoint on preemption", every=0.5)
+    wait_for(lambda: all_done(spec, root), 400, "the requeued run to finish", every=2)
+    text = logs(root)
+    preempted_at = int(text.split("preempted at step ")[1].split(":")[0])
+    assert 2 <= preempted_at < iterations and f"finished at step {iterations}" in text, text
+    assert job_layout(record.job_id) == "2|4|lbnode[1-2]"
+    sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", urgent, "-o", "JobID,State,Partition"],
+                           capture_output=True, text=True).stdout
+    assert f"{urgent}|COMPLETED|urgent" in sacct, sacct
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(set(steps)) == list(range(1, iterations + 1))
+
+    reference = tmp_path / "reference"  # the same run in one process, never interrupted
+    launch(spec, "debug", reference)
+    final = f"checkpoints/step_{iterations:06d}"
+    worst = assert_same_parameters(run_dir / final, spec.runs[0].run_dir(reference) / final)
+    print(f"2 nodes x 2 tasks, preempted at step {preempted_at}, vs 1 process after {iterations} steps: "
+          f"max |difference| {worst:.2e}")

@@ -13,7 +13,7 @@ from benchmark.cli.bench.harness import BENCH_METHODS, BenchSetup
 from benchmark.cli.bench.memory import ratios, run_cases
 from benchmark.cli.bench.real import run_real
 from benchmark.cli.bench.rollout import bench_rollout
-from benchmark.cli.bench.step import bench_method, part_times
+from benchmark.cli.bench.step import bench_method
 from benchmark.core.devices import check_device
 from benchmark.core.errors import ConfigError
 from benchmark.training.config import COMPILE_MODES
@@ -26,7 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, default=None, help="image size of the tiny FLUX (default: 128 memory, 64 else)")
     p.add_argument("--steps", type=int, nargs="+", default=None, help="T values (memory: 10 25 50; else 25)")
     p.add_argument("--methods", nargs="+", default=None, choices=list(BENCH_METHODS))
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="rollout, real: timed runs")
+    p.add_argument("--rounds", type=int, default=15, help="step: alternating rounds of each step and its floor")
+    p.add_argument("--ops", action="store_true", help="step: count the operators a step dispatches beyond its floor")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU intra-op threads (0: torch's default); 1 keeps millisecond timings steady on a busy "
+                        "machine, where OpenMP threads wait on each other")
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="step, rollout: torch.compile the transformer's blocks (mode: default, reduce-overhead, ...)")
     p.add_argument("--tiny", action="store_true", help="real: a tiny config instead of FLUX.1-dev's (CPU check)")
@@ -47,6 +52,10 @@ def check(args: argparse.Namespace) -> None:
     """Every flag's range and the device, before anything is built."""
     if args.repeats < 1:
         raise ConfigError("--repeats", "an integer >= 1", args.repeats)
+    if args.rounds < 1:
+        raise ConfigError("--rounds", "an integer >= 1", args.rounds)
+    if args.threads < 0:
+        raise ConfigError("--threads", "an integer >= 0 (0: torch's default)", args.threads)
     if args.steps is not None and min(args.steps) < 2:
         raise ConfigError("--steps", "sampling steps T >= 2", args.steps)
     if args.resolution is not None and (args.resolution < 4 or args.resolution % 4):
@@ -63,6 +72,16 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check(args)
+    before = torch.get_num_threads()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        return run_bench(args)
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_bench(args: argparse.Namespace) -> int:
     methods = args.methods or [m for m in BENCH_METHODS if args.which != "step" or m != "full_backprop_ckpt"]
     if args.which == "memory":
         steps = args.steps or [10, 25, 50]
@@ -78,12 +97,15 @@ def run(args: argparse.Namespace) -> int:
     setup = BenchSetup.build(resolution=args.resolution or 64, device=args.device, compile_mode=args.compile)
     steps = (args.steps or [25])[0]
     if args.which == "step":
-        parts = part_times(setup, repeats=max(20, 4 * args.repeats))
-        rows = [bench_method(setup, m, steps, parts, args.repeats) for m in tqdm(methods, desc="methods", disable=args.json)]
-        keep = ["method", "steps", "measured_s", "floor_s", "ratio", "samples", "s_per_sample", "rollout_s",
-                "grad_eval_s", "decode_s", "reward_s", "backward_s", "optimizer_s", "n_v_grad", "n_v_nograd"]
+        rows = [bench_method(setup, m, steps, args.rounds, args.ops)
+                for m in tqdm(methods, desc="methods", disable=args.json)]
+        keep = ["method", "steps", "measured_s", "floor_s", "ratio", "round_ratio_q1", "round_ratio_median",
+                "round_ratio_q3", "samples", "s_per_sample", "rollout_s", "grad_eval_s", "decode_s", "reward_s",
+                "backward_s", "optimizer_s", "n_v_grad", "n_v_nograd"]
+        keep += ["ops_step", "ops_beyond", "ops_beyond_top"] if args.ops else []
         emit(rows if args.json else [{k: r[k] for k in keep} for r in rows], args.json,
-             f"one training step against its floor ({args.device}, T={steps})")
+             f"one training step against its floor ({args.device}, {torch.get_num_threads()} threads, "
+             f"{setup.backbone.height}px, T={steps}, fastest of {args.rounds} rounds)")
         return 0
 
     with torch.no_grad():

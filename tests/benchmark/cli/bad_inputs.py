@@ -609,7 +609,8 @@ def demo_cases() -> list[Case]:
 
 def bench_cases() -> list[Case]:
     return [
-        Case("bench/step-repeats-zero", ["bench", "step", "--repeats", "0"], "--repeats"),
+        Case("bench/step-rounds-zero", ["bench", "step", "--rounds", "0"], "--rounds"),
+        Case("bench/step-threads-negative", ["bench", "step", "--threads", "-2"], "--threads"),
         Case("bench/rollout-repeats-negative", ["bench", "rollout", "--repeats", "-1"], "--repeats"),
         Case("bench/steps-one", ["bench", "step", "--steps", "1"], "--steps"),
         Case("bench/memory-steps-zero", ["bench", "memory", "--steps", "0", "10"], "--steps"),

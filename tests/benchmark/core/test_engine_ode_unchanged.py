@@ -96,3 +96,27 @@ def test_tiny_flux_ode_rollout_is_bit_identical(cfg, pinned):
     cond = FluxCond(torch.randn(2, 4, TEXT_DIM, generator=g), torch.randn(2, POOLED_DIM, generator=g))
     x_T = backbone.noise(2, torch.Generator().manual_seed(13))
     assert_identical(backbone, cond, x_T, backbone.schedule(10), cfg, pinned)
+
+
+def frozen_euler_step(x_t, v_t, sigma_t, sigma_next):
+    """``euler_step`` before it skipped casts to the dtype a tensor already has, frozen."""
+    dtype = torch.promote_types(x_t.dtype, torch.float32)
+    step = (sigma_next - sigma_t).to(dtype)
+    return (x_t.to(dtype) + step * v_t.to(dtype)).to(x_t.dtype)
+
+
+@pytest.mark.parametrize("x_dtype,v_dtype", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
+                                             (torch.float32, torch.bfloat16), (torch.float64, torch.float32)])
+def test_euler_step_is_bit_identical_in_values_and_gradients(x_dtype, v_dtype):
+    g = torch.Generator().manual_seed(0)
+    sigmas = torch.tensor([0.93, 0.71])
+    results = []
+    for step in (euler_step, frozen_euler_step):
+        x = torch.randn(3, 5, generator=g.manual_seed(1)).to(x_dtype).requires_grad_()
+        v = torch.randn(3, 5, generator=g.manual_seed(2)).to(v_dtype).requires_grad_()
+        out = step(x, v, sigmas[0], sigmas[1])
+        out.square().sum().backward()
+        results.append((out.detach(), out.dtype, x.grad, v.grad))
+    (ours, dtype, gx, gv), (theirs, dtype_ref, gx_ref, gv_ref) = results
+    assert dtype == dtype_ref == x_dtype
+    assert torch.equal(ours, theirs) and torch.equal(gx, gx_ref) and torch.equal(gv, gv_ref)

@@ -168,6 +168,10 @@ def test_score_folder_end_to_end(tmp_path, mask2former_dir, clip_checkpoint):
     (root / "00000" / "samples" / "grid.png").write_bytes(b"")  # not <k>.png: ignored, as in GenEval
     df = score_folder(root, detector, colours, progress=False)
     assert list(df["prompt_index"]) == [0, 0, 1, 1, 2, 2] and list(df["image_index"]) == [0, 1] * 3
+    shards = [score_folder(root, detector, colours, progress=False, rank=r, world_size=4) for r in range(4)]
+    assert [len(s) for s in shards] == [2, 2, 1, 1]  # images 0, 4 | 1, 5 | 2 | 3 of the sorted list
+    merged = pd.concat(shards).sort_values(["prompt_index", "image_index"], kind="stable", ignore_index=True)
+    pd.testing.assert_frame_equal(merged, df, check_exact=True)
     assert list(df["correct"]) == [True, True, False, False, True, True]
     assert df.loc[2, "reason"] == "expected cat>=1, found 0"
     assert set(json.loads(df.loc[0, "details"])) == {"dog"}
