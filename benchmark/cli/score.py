@@ -4,8 +4,9 @@ Scores a samples directory (``leapbench sample``'s output) into per-image rows o
 ``--reward hpsv2:/ckpt/HPS_v2.1_compressed.pt`` (repeatable; also pickscore, imagereward, hpsv3, with an
 optional third part for the base/tokenizer path) or ``--reward-config`` (a YAML reward section; a weighted
 reward's parts are scored one by one); ``--unified-reward URL`` adds ur_alignment and ur_iq from a vLLM
-server; ``--geneval-detector DIR --geneval-clip FILE`` adds GenEval correctness when the samples carry GenEval
-metadata. Rows are labelled --run / --method / --prompt-set (default: the directory's sampling.json). The
+server; ``--geneval-detector PATH --geneval-clip FILE`` adds GenEval correctness when the samples carry GenEval
+metadata (PATH: GenEval's mmdet checkpoint, protocol official; or a transformers Mask2Former folder, protocol
+hf-mask2former). Rows are labelled --run / --method / --prompt-set (default: the directory's sampling.json). The
 output is extended and rewritten atomically; metrics it already holds for this run and prompt set are
 skipped unless --overwrite. Every input is checked before any model is loaded.
 """
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from benchmark.core.errors import ConfigError
 from evaluators import score as S
-from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
+from evaluators.geneval import ClipColourClassifier, check_detector_path, load_detector
 from evaluators.rewards import build_reward
 from evaluators.rewards.unified_reward import DIMENSIONS
 from evaluators.score import is_geneval
@@ -38,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ur-iq-dimension", default="coherence", choices=sorted(DIMENSIONS),
                         help="the UnifiedReward answer read as image quality (ur_iq)")
     parser.add_argument("--ur-workers", type=int, default=8, help="concurrent UnifiedReward requests")
-    parser.add_argument("--geneval-detector", metavar="DIR", help="local transformers Mask2Former folder")
+    parser.add_argument("--geneval-detector", metavar="PATH",
+                        help="GenEval's mmdet Mask2Former checkpoint (.pth: official) or a transformers Mask2Former "
+                             "folder (hf-mask2former)")
     parser.add_argument("--geneval-clip", metavar="FILE", help="open_clip checkpoint for GenEval's colour test")
     parser.add_argument("--geneval-clip-model", default="ViT-L-14", help="open_clip model name of --geneval-clip")
     parser.add_argument("--run", help="run label (default: from sampling.json)")
@@ -56,9 +59,7 @@ def check_geneval(args: argparse.Namespace, samples: list) -> None:
     if not is_geneval(samples):
         raise ConfigError("--geneval-detector", "samples of GenEval metadata prompts (tag, include, prompt)",
                           args.samples)
-    if not (Path(args.geneval_detector) / "config.json").is_file():
-        raise ConfigError("--geneval-detector", "a local Mask2Former folder (save_pretrained output)",
-                          args.geneval_detector)
+    check_detector_path(args.geneval_detector, "--geneval-detector")
     needs_colour = any("color" in c for s in samples for c in s.row["include"])
     if needs_colour and not args.geneval_clip:
         raise ConfigError("--geneval-clip", "an open_clip checkpoint for the colour prompts", None)
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         with tqdm(total=len(samples), desc="score", disable=args.no_progress) as bar:
             frames.append(S.score_rewards(samples, scorers, args.batch_size, device, bar.update))
     if geneval:
-        detector = Mask2FormerDetector(args.geneval_detector, device)
+        detector = load_detector(args.geneval_detector, device, "--geneval-detector")
         colour = (ClipColourClassifier(args.geneval_clip, args.geneval_clip_model, device)
                   if args.geneval_clip else None)
         frames.append(S.score_geneval(args.samples, detector, colour, progress=not args.no_progress))
