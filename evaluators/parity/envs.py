@@ -45,14 +45,15 @@ ENVIRONMENTS: dict[str, list[list[str]]] = {
          "requests", "packaging", "timm", "rich"],
         ["--no-deps", "hpsv3==1.0.0"],
     ],
-    # mmdet 3.3.0 needs mmcv >= 2.0.0rc4, < 2.2.0, built here (build_mmcv); mmengine is installed without its
-    # dependencies because it asks for opencv-python (GUI build, numpy 2) where the headless build does.
+    # mmdet 3.3.0 needs mmcv >= 2.0.0rc4, < 2.2.0, built here (build_mmcv); mmengine, mmcv and mmdet are installed
+    # without their dependencies (all in the first step): they ask for opencv-python, whose newest build (GUI,
+    # numpy 2) would replace the headless cv2 and numpy < 2.
     "mmdet": [
         ["numpy<2", "opencv-python-headless==4.10.0.84", "addict", "yapf", "termcolor", "rich", "packaging", "pyyaml",
          "scipy<1.14", "shapely", "terminaltables", "pycocotools", "matplotlib", "six", "tqdm", "wheel", "ninja"],
         ["--no-deps", "mmengine==0.10.7"],
         ["mmcv==2.1.0"],
-        ["mmdet==3.3.0"],
+        ["--no-deps", "mmdet==3.3.0"],
     ],
 }
 MMCV_CXX = ("'-std=c++17'", "'-std=c++20', '-O0'")  # see build_mmcv
@@ -138,7 +139,7 @@ def build_mmcv(env: Path, requirement: str) -> None:
     environment = {**os.environ, "MMCV_WITH_OPS": "1", "FORCE_CUDA": "0", "MAX_JOBS": os.environ.get("MAX_JOBS", "2")}
     print(f"+ building {tree.name} with its ops (MAX_JOBS={environment['MAX_JOBS']})", flush=True)
     subprocess.run([python, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True, env=environment)
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation", str(tree)], check=True,
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", str(tree)], check=True,
                    env=environment)
 
 
