@@ -145,7 +145,7 @@ def build_mmcv(env: Path, requirement: str) -> None:
 
 def precompile_header(python: str, tree: Path) -> None:
     """gcc's precompiled ``pytorch_cpp_helper.hpp`` (ATen, through torch/types.h), which 63 of the 77 op files include
-    first: ATen is then parsed once, not once per file (measured: 4.5 s of CPU per file instead of about 50). Built
+    first: ATen is then parsed once, not once per file (measured: 50 s of CPU to precompile, 4.5 s for a file). Built
     with the flags torch's BuildExtension gives every op file (the environment python's CFLAGS and CCSHARED, the
     include paths, then ``MMCV_POST_FLAGS``); gcc checks them and compiles without it where they differ. About
     550 MB; not packaged (MANIFEST.in takes ``*.hpp``)."""
