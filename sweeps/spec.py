@@ -67,7 +67,9 @@ class EvalConfig:
     ema: bool = True  # sample with the EMA weights of the final checkpoint
     limit: int | None = None  # only the first N prompts (smoke runs)
     metrics: dict[str, dict] | None = None  # score key (hpsv2.1, pickscore, ...) -> reward section; null = none
-    geneval: dict | None = None  # {detector: Mask2Former dir, clip: open_clip ViT-L-14 file} for GenEval prompts
+    # GenEval prompts: {detector: GenEval's mmdet checkpoint (.pth; or a transformers Mask2Former dir: another
+    # protocol), clip: open_clip ViT-L-14 file}
+    geneval: dict | None = None
 
     def __post_init__(self):
         for name, low in (("steps", 2), ("images", 1), ("batch_size", 1)):

@@ -37,7 +37,7 @@ from benchmark.core.distributed import DistEnv, barrier, gather_object, setup, t
 from benchmark.core.errors import ConfigError
 from benchmark.training.config import RunConfig, check_run, config_from_dict
 from benchmark.training.trainer import train as run_train
-from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
+from evaluators.geneval import ClipColourClassifier, check_detector_path, load_detector
 from evaluators.report import write_scores
 from evaluators.rewards import RewardConfig, build_reward, reward_config
 from evaluators.sample import generate, load_model, plan_sampling
@@ -154,7 +154,7 @@ def score_shard(ev: dict, folder: Path, rewards: dict[str, Any], env: DistEnv) -
         del reward
     if ev.get("geneval"):
         settings = ev["geneval"]
-        frames.append(score_geneval(folder, Mask2FormerDetector(settings["detector"], env.device),
+        frames.append(score_geneval(folder, load_detector(settings["detector"], env.device, "eval.geneval.detector"),
                                     ClipColourClassifier(settings["clip"], device=env.device), progress=False,
                                     rank=env.rank, world_size=env.world_size))
     return frames
@@ -172,9 +172,9 @@ def check_score(run_config: dict, world_size: int) -> None:
     for key, section in ev["metrics"].items():
         RewardConfig(**section).check_paths(f"eval.metrics.{key}")
     if ev.get("geneval"):
-        for item in ("detector", "clip"):
-            if not Path(str(ev["geneval"].get(item))).exists():
-                raise ConfigError(f"eval.geneval.{item}", "an existing path", ev["geneval"].get(item))
+        check_detector_path(ev["geneval"].get("detector"), "eval.geneval.detector")
+        if not Path(str(ev["geneval"].get("clip"))).is_file():
+            raise ConfigError("eval.geneval.clip", "an existing open_clip checkpoint file", ev["geneval"].get("clip"))
 
 
 score.check = check_score

@@ -1,5 +1,6 @@
 """Test-wide settings (no hub access: a missing file fails at once; deterministic CPU threads) and the fixtures
-several packages' tests share: GenEval's tiny random detector and CLIP checkpoint."""
+several packages' tests share: GenEval's tiny random detectors (an mmdet-format checkpoint and a transformers
+folder) and CLIP checkpoint."""
 
 import os
 
@@ -8,6 +9,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import json  # noqa: E402
+import math  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -42,6 +44,42 @@ def mask2former_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("m2f")
     model.save_pretrained(path)
     Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}).save_pretrained(path)
+    return path
+
+
+def tiny_mmdet_config():
+    """A small Mask2Former Swin in transformers' terms (Mask2Former's 8 heads; widths divisible by 32 for GroupNorm)."""
+    from transformers import Mask2FormerConfig, SwinConfig
+
+    from evaluators.geneval.vocab import CLASSES
+
+    swin = SwinConfig(embed_dim=32, depths=[1, 2, 1, 1], num_heads=[1, 2, 2, 4], window_size=7,
+                      out_features=["stage1", "stage2", "stage3", "stage4"])
+    return Mask2FormerConfig(backbone_config=swin, use_pretrained_backbone=False, num_queries=10, hidden_dim=32,
+                             feature_size=32, mask_feature_size=32, encoder_layers=1, decoder_layers=3,
+                             dim_feedforward=64, encoder_feedforward_dim=48, id2label=dict(enumerate(CLASSES)))
+
+
+@pytest.fixture(scope="module")
+def geneval_checkpoint(tmp_path_factory):
+    """A tiny checkpoint in the format of GenEval's (mmdet 2.x names, {"meta", "state_dict"}); every query says
+    "dog" with probability ~1."""
+    from evaluators.geneval.mmdet_checkpoint import mmdet_shapes
+    from evaluators.geneval.vocab import CLASSES
+
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for name, shape in mmdet_shapes(tiny_mmdet_config()).items():
+        value = torch.randn(shape, generator=generator)  # norms ~1, biases ~0.1, matrices N(0, 1 / fan_in)
+        if len(shape) == 1:
+            state[name] = 1 + 0.1 * value if name.endswith("weight") else 0.1 * value
+        else:
+            state[name] = value / math.prod(shape[1:]) ** 0.5
+    state["panoptic_head.cls_embed.weight"].zero_()
+    state["panoptic_head.cls_embed.bias"].fill_(-10.0)
+    state["panoptic_head.cls_embed.bias"][CLASSES.index("dog")] = 10.0
+    path = tmp_path_factory.mktemp("geneval") / "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth"
+    torch.save({"meta": {"CLASSES": tuple(CLASSES)}, "state_dict": state}, path)
     return path
 
 

@@ -5,8 +5,9 @@ Scores a samples directory (``leapbench sample``'s output) into per-image rows o
 optional third part for the base/tokenizer path; ``--reward tiny_conv`` is the built-in tiny reward of the CPU
 walk-through and needs no file) or ``--reward-config`` (a YAML reward section; a weighted
 reward's parts are scored one by one); ``--unified-reward URL`` adds ur_alignment and ur_iq from a vLLM
-server; ``--geneval-detector DIR --geneval-clip FILE`` adds GenEval correctness when the samples carry GenEval
-metadata. Rows are labelled --run / --method / --prompt-set (default: the directory's sampling.json). The
+server; ``--geneval-detector PATH --geneval-clip FILE`` adds GenEval correctness when the samples carry GenEval
+metadata (PATH: GenEval's mmdet checkpoint, protocol official; or a transformers Mask2Former folder, protocol
+hf-mask2former). Rows are labelled --run / --method / --prompt-set (default: the directory's sampling.json). The
 output is extended and rewritten atomically; metrics it already holds for this run and prompt set are
 skipped unless --overwrite. Every input is checked before any model is loaded (images, the output's folder,
 the server); each metric is written as soon as it is scored, so one that fails keeps the others.
@@ -27,7 +28,7 @@ from benchmark.core.devices import check_device
 from benchmark.core.errors import ConfigError, user_problem
 from benchmark.core.io import check_writable, remove_stale_temporaries
 from evaluators import score as S
-from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector
+from evaluators.geneval import ClipColourClassifier, check_detector_path, load_detector
 from evaluators.rewards import build_reward
 from evaluators.rewards.unified_reward import DIMENSIONS, UnifiedRewardError
 from evaluators.score import is_geneval
@@ -43,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ur-iq-dimension", default="coherence", choices=sorted(DIMENSIONS),
                         help="the UnifiedReward answer read as image quality (ur_iq)")
     parser.add_argument("--ur-workers", type=int, default=8, help="concurrent UnifiedReward requests")
-    parser.add_argument("--geneval-detector", metavar="DIR", help="local transformers Mask2Former folder")
+    parser.add_argument("--geneval-detector", metavar="PATH",
+                        help="GenEval's mmdet Mask2Former checkpoint (.pth: official) or a transformers Mask2Former "
+                             "folder (hf-mask2former)")
     parser.add_argument("--geneval-clip", metavar="FILE", help="open_clip checkpoint for GenEval's colour test")
     parser.add_argument("--geneval-clip-model", default="ViT-L-14", help="open_clip model name of --geneval-clip")
     parser.add_argument("--run", help="run label (default: from sampling.json)")
@@ -61,9 +64,7 @@ def check_geneval(args: argparse.Namespace, samples: list) -> None:
     if not is_geneval(samples):
         raise ConfigError("--geneval-detector", "samples of GenEval metadata prompts (tag, include, prompt)",
                           args.samples)
-    if not (Path(args.geneval_detector) / "config.json").is_file():
-        raise ConfigError("--geneval-detector", "a local Mask2Former folder (save_pretrained output)",
-                          args.geneval_detector)
+    check_detector_path(args.geneval_detector, "--geneval-detector")
     needs_colour = any("color" in c for s in samples for c in s.row["include"])
     if needs_colour and not args.geneval_clip:
         raise ConfigError("--geneval-clip", "an open_clip checkpoint for the colour prompts", None)
@@ -154,6 +155,6 @@ def score_metric(args: argparse.Namespace, samples: list, make, device) -> pd.Da
             except UnifiedRewardError as err:  # the server stopped answering, or answered without a score
                 raise ConfigError("--unified-reward", "a server that answers every request with a score",
                                   str(err)[:300]) from None
-    detector = Mask2FormerDetector(args.geneval_detector, device)
+    detector = load_detector(args.geneval_detector, device, "--geneval-detector")
     colour = ClipColourClassifier(args.geneval_clip, args.geneval_clip_model, device) if args.geneval_clip else None
     return S.score_geneval(args.samples, detector, colour, progress=not args.no_progress)

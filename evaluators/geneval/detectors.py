@@ -1,16 +1,15 @@
 """Object detectors for GenEval behind one protocol: `detect(image) -> list[Detection]` with COCO names.
 
 GenEval (evaluation/evaluate_images.py) uses mmdet's Mask2Former Swin-S instance model
-(mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco). The default backend here is the same architecture in
-transformers (Mask2FormerForUniversalSegmentation, e.g. facebook/mask2former-swin-small-coco-instance saved
-locally); its `post_process_instance_segmentation` computes mmdet's instance scores (class probability times
-mean mask probability over the top-`num_queries` query/class pairs). Boxes come from the masks as in mmdet's
-mask2bbox. All detections are returned; GenEval's thresholds are applied by `rules.select_detections`.
-Known differences from GenEval's numbers: the transformers weights are the original Mask2Former release,
-not mmdet's retrained checkpoint, and transformers binarises masks at 384 x 384 before resizing them to the
-image (mmdet resizes the logits first), so boxes are quantised to about image_size / 384 pixels. Its scores
-carry protocol ``hf-mask2former`` (a different detector from GenEval's); ``MMDetDetector`` with GenEval's
-checkpoint is GenEval's own detector (protocol ``official``).
+(mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco). ``OfficialDetector`` (the default) runs that checkpoint in
+transformers' Mask2Former through LeapBench's key map (``mmdet_checkpoint``) with mmdet 2.x's pre- and
+post-processing (``mmdet_pipeline``): parity-tested against mmdet's own forward on the same weights
+(evaluators/parity/references/geneval.json), protocol ``official``. ``Mask2FormerDetector`` runs another
+transformers Mask2Former folder (e.g. facebook/mask2former-swin-small-coco-instance saved locally) with
+transformers' processor and ``post_process_instance_segmentation`` (mmdet's scores, but masks binarised at
+384 x 384 before resizing and the original Mask2Former release weights, not GenEval's): protocol
+``hf-mask2former``, a different detector. ``load_detector`` picks one by the path: a checkpoint file or a
+folder. All detections are returned; GenEval's thresholds are applied by `rules.select_detections`.
 """
 
 import os
@@ -23,6 +22,8 @@ from PIL import Image
 from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
 
 from benchmark.core.errors import ConfigError
+from evaluators.geneval.mmdet_checkpoint import load_model
+from evaluators.geneval.mmdet_pipeline import instances, preprocess
 from evaluators.geneval.rules import Detection
 from evaluators.geneval.vocab import CLASSES
 
@@ -109,68 +110,39 @@ class Mask2FormerDetector:
         return detections
 
 
-MMDET_CONFIGS = (
-    "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.py",  # mmdet 2.x name, as in GenEval
-    "mask2former_swin-s-p4-w7-224_8xb2-lsj-50e_coco.py",  # the same config renamed in mmdet 3.x
-)
-
-
-def find_mmdet_config() -> Path:
-    """GenEval's default config, from the configs shipped with the installed mmdet."""
-    import mmdet  # optional dependency (GenEval's own detector), imported only when asked for
-
-    root = Path(mmdet.__file__).resolve().parent
-    for base in (root / ".mim" / "configs", root.parent / "configs"):
-        for name in MMDET_CONFIGS:
-            if (base / "mask2former" / name).is_file():
-                return base / "mask2former" / name
-    raise ConfigError("geneval.mmdet_config", f"one of {MMDET_CONFIGS} inside mmdet's configs", str(root))
-
-
-def mmdet_result_to_detections(result) -> list[Detection]:
-    """Convert mmdet output to Detections; label i is GenEval class i (COCO order), as in GenEval.
-
-    mmdet 2.x returns (bbox per class: (n, 5) arrays [x1, y1, x2, y2, score], masks per class) as GenEval
-    reads; mmdet 3.x returns a DetDataSample whose pred_instances hold bboxes, scores, labels and masks.
-    """
-    detections = []
-    if hasattr(result, "pred_instances"):
-        inst = result.pred_instances
-        masks = inst.masks.cpu().numpy() if getattr(inst, "masks", None) is not None else None
-        boxes, scores, labels = (t.cpu().numpy() for t in (inst.bboxes, inst.scores, inst.labels))
-        for i, (box, score, label) in enumerate(zip(boxes, scores, labels)):
-            mask = None if masks is None else masks[i].astype(bool)
-            detections.append(Detection(CLASSES[int(label)], float(score), tuple(float(v) for v in box[:4]), mask))
-        return detections
-    bbox = result[0] if isinstance(result, tuple) else result
-    segm = result[1] if isinstance(result, tuple) and len(result) > 1 else None
-    for label, boxes in enumerate(bbox[: len(CLASSES)]):
-        for j, row in enumerate(np.asarray(boxes)):
-            mask = None if segm is None else np.asarray(segm[label][j], dtype=bool)
-            detections.append(Detection(CLASSES[label], float(row[4]), tuple(float(v) for v in row[:4]), mask))
-    return detections
-
-
-class MMDetDetector:
-    """GenEval's own detector through mmdet (optional: `mmdet` and a matching `mmcv` must be installed)."""
+class OfficialDetector:
+    """GenEval's mmdet checkpoint (a .pth file, mmdet 2.x or 3.x names) converted to transformers' Mask2Former."""
 
     protocol = "official"
 
-    def __init__(self, checkpoint: str | os.PathLike, config: str | os.PathLike | None = None, device: str = "cpu"):
-        try:
-            from mmdet.apis import inference_detector, init_detector  # optional dependency, see find_mmdet_config
-        except ImportError as e:
-            raise ImportError(
-                "The mmdet GenEval detector needs mmdet and mmcv with compiled ops (not installed by default; "
-                "see notes/stack.md). Use Mask2FormerDetector (transformers) instead, or install mmdet."
-            ) from e
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise ConfigError("geneval.mmdet_checkpoint", "an existing mask2former_swin-s .pth file", str(checkpoint))
-        config = find_mmdet_config() if config is None else _check_dir(config, "geneval.mmdet_config", "a config file")
-        self._infer = inference_detector
-        self.model = init_detector(str(config), str(checkpoint), device=device)
+    def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = load_model(checkpoint).to(self.device)
 
+    @torch.no_grad()
     def detect(self, image: Image.Image) -> list[Detection]:
-        bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
-        return mmdet_result_to_detections(self._infer(self.model, bgr))
+        rgb = np.asarray(image.convert("RGB"))
+        pixels, resized = preprocess(rgb)
+        out = self.model(pixel_values=pixels.to(self.device))
+        found = instances(out.class_queries_logits[0], out.masks_queries_logits[0], tuple(pixels.shape[-2:]),
+                          resized, rgb.shape[:2])
+        masks = found["masks"].cpu().numpy()
+        return [Detection(CLASSES[int(label)], float(score), tuple(float(v) for v in box), mask)
+                for label, score, box, mask in zip(found["labels"].tolist(), found["scores"].cpu().numpy(),
+                                                   found["boxes"].cpu().numpy(), masks)]
+
+
+def check_detector_path(path: str | os.PathLike, field: str = "geneval.detector") -> Path:
+    """GenEval's checkpoint file or a transformers Mask2Former folder (config.json); ConfigError otherwise."""
+    path = Path(str(path))
+    if not (path.is_file() or (path / "config.json").is_file()):
+        raise ConfigError(field, "GenEval's mmdet checkpoint (.pth, protocol official) or a transformers Mask2Former "
+                                 "folder (config.json, protocol hf-mask2former)", str(path))
+    return path
+
+
+def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu",
+                  field: str = "geneval.detector") -> OfficialDetector | Mask2FormerDetector:
+    """``OfficialDetector`` for a checkpoint file, ``Mask2FormerDetector`` for a transformers folder."""
+    path = check_detector_path(path, field)
+    return OfficialDetector(path, device) if path.is_file() else Mask2FormerDetector(path, device)

@@ -12,6 +12,7 @@ official package itself) is the environment's own, at the pinned version.
 | imagereward | ``image-reward==1.5`` | needs transformers 4.36 (removed helpers in 5), timm 0.6.13, fairscale 0.4.13 (built without build isolation), openai CLIP |
 | pickscore | PickScore's README code on ``transformers==4.27.3`` | the version PickScore's README installs |
 | hpsv3 | ``hpsv3==1.0.0`` | requires transformers 4.45.2; installed without deepspeed / flash-attn (training only) |
+| mmdet | ``mmdet==3.3.0``, ``mmcv==2.1.0`` | GenEval's detector; mmcv has source releases only: built with its CPU ops |
 """
 
 from __future__ import annotations
@@ -44,7 +45,23 @@ ENVIRONMENTS: dict[str, list[list[str]]] = {
          "requests", "packaging", "timm", "rich"],
         ["--no-deps", "hpsv3==1.0.0"],
     ],
+    # mmdet 3.3.0 needs mmcv >= 2.0.0rc4, < 2.2.0, built here (build_mmcv); mmengine, mmcv and mmdet are installed
+    # without their dependencies (all in the first step): they ask for opencv-python, whose newest build (GUI,
+    # numpy 2) would replace the headless cv2 and numpy < 2.
+    "mmdet": [
+        ["numpy<2", "opencv-python-headless==4.10.0.84", "addict", "yapf", "termcolor", "rich", "packaging", "pyyaml",
+         "scipy<1.14", "shapely", "terminaltables", "pycocotools", "matplotlib", "six", "tqdm", "wheel", "ninja"],
+        ["--no-deps", "mmengine==0.10.7"],
+        ["mmcv==2.1.0"],
+        ["--no-deps", "mmdet==3.3.0"],
+    ],
 }
+MMCV_CXX = ("'-std=c++17'", "'-std=c++20', '-O0'")  # see build_mmcv
+# what torch's BuildExtension adds after each op file's own flags (MMCV_CXX, then the extension's macros)
+MMCV_POST_FLAGS = ("-std=c++20", "-O0", "-DTORCH_API_INCLUDE_EXTENSION_H", "-DTORCH_EXTENSION_NAME=_ext")
+FLAGS = ("import sys, sysconfig; from torch.utils.cpp_extension import include_paths; c = sysconfig.get_config_var; "
+         "print(*c('CFLAGS').split(), c('CCSHARED'), *('-I' + p for p in include_paths()), '-I' + sys.prefix + '/include', "
+         "'-I' + sysconfig.get_paths()['include'])")
 
 
 def site_packages(python: Path) -> Path:
@@ -84,12 +101,65 @@ def build(scorer: str, root: Path, donor: Path | None = None) -> Path:
     link_torch(env, donor)
     pip(env, BASE)
     for step in ENVIRONMENTS[scorer]:
-        pip(env, step)
+        build_mmcv(env, step[0]) if step[0].startswith("mmcv==") else pip(env, step)
     if scorer == "hpsv2":
         restore_bpe(env, donor)
     subprocess.run([str(python), "-c", "import torch, torchvision; print('torch', torch.__version__)"], check=True)
     (env / ".done").write_text("\n".join(freeze(python)) + "\n")
     return python
+
+
+def build_mmcv(env: Path, requirement: str) -> None:
+    """mmcv with its compiled ops, from its source release. The sdist's setup.py imports torch and pkg_resources
+    (hence no build isolation, setuptools < 81) and compiles with ``-std=c++17``, which torch 2.14's headers
+    reject: raised to C++20, and to ``-O0`` (``MMCV_CXX``) because no compiled op is on Mask2Former's CPU path (mmcv's
+    MultiScaleDeformableAttention runs ``multi_scale_deformable_attn_pytorch`` off CUDA): mmdet only imports them.
+    ``build_ext --inplace`` keeps its objects in the source tree, so an interrupted build continues where it
+    stopped; pip then packs the built tree. 77 files, most of them quick after ``precompile_header`` (``MAX_JOBS``,
+    default 2)."""
+    python = str(env / "bin" / "python")
+    if subprocess.run([python, "-c", "import mmcv.ops"], capture_output=True, check=False).returncode == 0:
+        return
+    source = env / "src"
+    archive = next(source.glob("mmcv-*.tar.gz"), None)
+    if archive is None:
+        subprocess.run([python, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                        "--no-build-isolation", requirement, "-d", str(source)], check=True)
+        archive = next(source.glob("mmcv-*.tar.gz"))
+    tree = source / archive.name.removesuffix(".tar.gz")
+    if not tree.is_dir():
+        subprocess.run(["tar", "-xzf", str(archive), "-C", str(source)], check=True)
+    setup = tree / "setup.py"
+    text = setup.read_text()
+    if MMCV_CXX[1] not in text:
+        if MMCV_CXX[0] not in text:
+            raise RuntimeError(f"{setup}: expected the C++ standard flag {MMCV_CXX[0]}")
+        setup.write_text(text.replace(*MMCV_CXX))
+    precompile_header(python, tree)
+    environment = {**os.environ, "MMCV_WITH_OPS": "1", "FORCE_CUDA": "0", "MAX_JOBS": os.environ.get("MAX_JOBS", "2")}
+    print(f"+ building {tree.name} with its ops (MAX_JOBS={environment['MAX_JOBS']})", flush=True)
+    subprocess.run([python, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True, env=environment)
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", str(tree)], check=True,
+                   env=environment)
+
+
+def precompile_header(python: str, tree: Path) -> None:
+    """gcc's precompiled ``pytorch_cpp_helper.hpp`` (ATen, through torch/types.h), which 63 of the 77 op files include
+    first: ATen is then parsed once, not once per file (measured: 50 s of CPU to precompile, 4.5 s for a file). Built
+    with the flags torch's BuildExtension gives every op file (the environment python's CFLAGS and CCSHARED, the
+    include paths, then ``MMCV_POST_FLAGS``); gcc checks them and compiles without it where they differ. About
+    550 MB; not packaged (MANIFEST.in takes ``*.hpp``)."""
+    common = tree / "mmcv" / "ops" / "csrc" / "common"
+    header = common / "pytorch_cpp_helper.hpp"
+    pch = common / (header.name + ".gch")
+    if pch.is_file():
+        return
+    flags = subprocess.run([python, "-c", FLAGS], check=True, capture_output=True, text=True).stdout.split()
+    print(f"+ precompiling {header.name}", flush=True)
+    partial = common / (header.name + ".gch.partial")
+    subprocess.run(["c++", *flags, f"-I{common}", "-x", "c++-header", str(header), "-o", str(partial),
+                    *MMCV_POST_FLAGS], check=True)
+    partial.replace(pch)
 
 
 def restore_bpe(env: Path, donor: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from evaluators.parity.rebuild import build, load_reference, reference_images
-from evaluators.parity.record import SCORERS
+from evaluators.parity.record import REWARDS
 
 
 def gaps(scorer: str) -> tuple[list[str], list[float], list[float], float]:
@@ -30,14 +30,14 @@ def gaps(scorer: str) -> tuple[list[str], list[float], list[float], float]:
 
 
 def main() -> int:
-    results = {scorer: gaps(scorer) for scorer in SCORERS}
-    labels = results[SCORERS[0]][0]
-    print("| image (H x W) | " + " | ".join(f"{s} training | {s} evaluate" for s in SCORERS) + " |")
-    print("|---|" + "---:|---:|" * len(SCORERS))
+    results = {scorer: gaps(scorer) for scorer in REWARDS}
+    labels = results[REWARDS[0]][0]
+    print("| image (H x W) | " + " | ".join(f"{s} training | {s} evaluate" for s in REWARDS) + " |")
+    print("|---|" + "---:|---:|" * len(REWARDS))
     for i, label in enumerate(labels):
-        cells = [f"{results[s][1][i]:.1e} | {results[s][2][i]:.1e}" for s in SCORERS]
+        cells = [f"{results[s][1][i]:.1e} | {results[s][2][i]:.1e}" for s in REWARDS]
         print(f"| {label} | " + " | ".join(cells) + " |")
-    print("| spread of the official scores | " + " | ".join(f"{results[s][3]:.3g} | " for s in SCORERS) + " |")
+    print("| spread of the official scores | " + " | ".join(f"{results[s][3]:.3g} | " for s in REWARDS) + " |")
     return 0
 
 

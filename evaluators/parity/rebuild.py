@@ -60,3 +60,13 @@ def build(scorer: str, reference: dict, work: Path) -> Reward:
         save_file({k: v.contiguous() for k, v in state.items()}, work / "HPSv3.safetensors")
         return HPSv3.from_checkpoint(work, base, dtype=torch.float32)
     raise ValueError(f"no parity reference for {scorer!r}")
+
+
+def geneval_checkpoint(reference: dict, work: Path) -> Path:
+    """The reference's seeded Mask2Former written as GenEval's checkpoint file ({"meta", "state_dict"}, mmdet 2.x
+    names) for ``evaluators.geneval.OfficialDetector``."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth"
+    state = seeded.rebuild(reference["layout"], reference["seed"], reference["scales"])
+    torch.save({"meta": {"CLASSES": list(range(80))}, "state_dict": state}, path)
+    return path

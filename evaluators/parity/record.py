@@ -25,13 +25,16 @@ from evaluators.parity import envs, seeded
 
 ROOT = Path(__file__).resolve().parent
 REFERENCES = ROOT / "references"
-SCORERS = ("hpsv2", "pickscore", "imagereward", "hpsv3")
+REWARDS = ("hpsv2", "pickscore", "imagereward", "hpsv3")  # the scorers with a training path (gaps.py)
+SCORERS = (*REWARDS, "geneval")
 PACKAGES = {
     "hpsv2": ("hpsv2", "torch", "torchvision", "pillow", "numpy"),
     "pickscore": ("transformers", "tokenizers", "torch", "pillow", "numpy"),
     "imagereward": ("image-reward", "transformers", "timm", "torch", "torchvision", "pillow", "numpy"),
     "hpsv3": ("hpsv3", "transformers", "torch", "torchvision", "pillow", "numpy"),
+    "geneval": ("mmdet", "mmcv", "mmengine", "torch", "opencv-python-headless", "numpy"),
 }
+ENVIRONMENT = {"geneval": "mmdet"}  # scorer -> its environment in envs.ENVIRONMENTS (default: the scorer's name)
 SEED = 0
 
 # laion/CLIP-ViT-H-14-laion2B-s32B-b79K's tokenizer and processor settings (its tokenizer_config.json,
@@ -66,7 +69,7 @@ def shared_inputs(scorer: str, work: Path) -> dict:
     """The job's inputs that LeapBench's side writes (the same functions rebuild them in the tests)."""
     paths = []
     (work / "images").mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(seeded.images()):
+    for i, image in enumerate(seeded.image(*spec) for spec in image_specs(scorer)):
         paths.append(str(work / "images" / f"{i:02d}.png"))
         image.save(paths[-1])
     task = {"work": str(work), "seed": SEED, "images": paths, "prompts": list(seeded.PROMPTS),
@@ -82,8 +85,12 @@ def shared_inputs(scorer: str, work: Path) -> dict:
     return task
 
 
+def image_specs(scorer: str) -> tuple:
+    return seeded.GENEVAL_IMAGES if scorer == "geneval" else seeded.IMAGES
+
+
 def record(scorer: str, env_root: Path) -> Path:
-    python = envs.build(scorer, env_root)
+    python = envs.build(ENVIRONMENT.get(scorer, scorer), env_root)
     with tempfile.TemporaryDirectory(prefix=f"parity-{scorer}-") as tmp:
         task = shared_inputs(scorer, Path(tmp))
         (Path(tmp) / "job.json").write_text(json.dumps(task))
@@ -96,8 +103,8 @@ def record(scorer: str, env_root: Path) -> Path:
         "scorer": scorer,
         "versions": {**envs.versions(python, PACKAGES[scorer]), "python": sys.version.split()[0]},
         "seed": SEED,
-        "images": [[*spec, seeded.image_digest(seeded.image(*spec))] for spec in seeded.IMAGES],
-        "prompts": list(seeded.PROMPTS),
+        "images": [[*spec, seeded.image_digest(seeded.image(*spec))] for spec in image_specs(scorer)],
+        **({} if scorer == "geneval" else {"prompts": list(seeded.PROMPTS)}),
         **result,
     }
     out = REFERENCES / f"{scorer}.json"

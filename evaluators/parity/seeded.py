@@ -4,11 +4,13 @@ set and the prompts. Standalone (numpy, PIL, torch only), so the official enviro
 A weight depends only on (seed, its official name, its shape): N(0, 1) from numpy's PCG64 seeded with the
 SHA-256 of "seed:name", scaled like a trained network so that activations keep unit size through random
 layers: 1-D ``*weight`` (norms) 1 + 0.1 N, other 1-D 0.1 N, matrices and kernels N / sqrt(fan_in), scalars
-(a CLIP logit scale) ln 100. Integer buffers (position ids) keep the value the model gave them.
+(a CLIP logit scale) ln 100. Integer buffers (position ids) keep the value the model gave them. Optional
+``scales`` multiply the weights whose names match a pattern (fnmatch), recorded with the reference.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import math
@@ -38,13 +40,18 @@ def tensor(seed: int, name: str, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(z.astype(np.float32))
 
 
-def fill(state: dict[str, torch.Tensor], seed: int) -> tuple[dict[str, torch.Tensor], list[list]]:
+def scale(name: str, scales: dict[str, float] | None) -> float:
+    return math.prod(f for pattern, f in (scales or {}).items() if fnmatch.fnmatchcase(name, pattern))
+
+
+def fill(state: dict[str, torch.Tensor], seed: int,
+         scales: dict[str, float] | None = None) -> tuple[dict[str, torch.Tensor], list[list]]:
     """Seeded values for every floating tensor of ``state`` and the layout [[name, shape, dtype], ...] that
     rebuilds them (``rebuild``); integer tensors are kept and recorded with their values."""
     out, layout = {}, []
     for name, value in state.items():
         if value.is_floating_point():
-            out[name] = tensor(seed, name, tuple(value.shape))
+            out[name] = tensor(seed, name, tuple(value.shape)) * scale(name, scales)
             layout.append([name, list(value.shape), "float32"])
         else:
             out[name] = value.clone()
@@ -52,13 +59,13 @@ def fill(state: dict[str, torch.Tensor], seed: int) -> tuple[dict[str, torch.Ten
     return out, layout
 
 
-def rebuild(layout: list[list], seed: int) -> dict[str, torch.Tensor]:
+def rebuild(layout: list[list], seed: int, scales: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
     """The state dict that ``fill`` made, from its layout."""
     out = {}
     for entry in layout:
         name, shape, dtype = entry[0], tuple(entry[1]), entry[2]
         if dtype == "float32":
-            out[name] = tensor(seed, name, shape)
+            out[name] = tensor(seed, name, shape) * scale(name, scales)
         else:
             out[name] = torch.tensor(entry[3], dtype=getattr(torch, dtype)).view(shape)
     return out
@@ -74,6 +81,20 @@ IMAGES = (
     ("noise", 720, 720, 4), ("edges", 1024, 1024, 5), ("smooth", 500, 300, 6), ("edges", 300, 500, 7),
     ("noise", 768, 1360, 8), ("edges", 448, 448, 9), ("smooth", 225, 223, 10), ("edges", 1360, 768, 11),
 )
+
+# GenEval's detector resizes every image to fit 1333 x 800 and pads it to multiples of 32: a square one (no
+# padding), a wide one (padded on the right), a 20 x 160 strip (its last Swin stage is 6 px high, below the 7 px
+# window: padded, not shrunk) and the 1024 px of FLUX's samples (input downscaled, masks upscaled; too large to record).
+GENEVAL_IMAGES = (("smooth", 64, 64, 30), ("edges", 48, 80, 31), ("edges", 20, 160, 33), ("smooth", 1024, 1024, 35))
+
+# Random transformer decoders collapse their queries (self-attention averages them): every query then says the
+# same class with the same mask, and the top-100 cut falls among near-ties. Unit-size queries, a sharper class
+# head and smaller residual branches in the decoder keep them apart (80 queries and 16 classes among the top 100).
+GENEVAL_SCALES = {
+    "panoptic_head.query_feat.weight": 16.0, "panoptic_head.query_embed.weight": 16.0,
+    "panoptic_head.cls_embed.weight": 4.0, "panoptic_head.transformer_decoder.layers.*.out_proj.weight": 0.2,
+    "panoptic_head.transformer_decoder.layers.*.ffns.0.layers.1.weight": 0.2,
+}
 
 PROMPTS = (
     "a photo of a cat",

@@ -2,8 +2,9 @@
 
 Not differentiable: it is for the policy-gradient methods (GRPO), which only need reward values. A
 prompt's rules (tag, include, exclude) come from its row in GenEval-format metadata (the JSONL written by
-``leapbench geneval-prompts``), found by the prompt's text; the detector (Mask2Former) and the colour
-classifier (CLIP ViT-L-14) are those of evaluators.geneval, so training and evaluation judge alike.
+``leapbench geneval-prompts``), found by the prompt's text; the detector (GenEval's Mask2Former checkpoint, or a
+transformers Mask2Former folder) and the colour classifier (CLIP ViT-L-14) are those of evaluators.geneval, so
+training and evaluation judge alike.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector, load_metadata
+from evaluators.geneval import ClipColourClassifier, check_detector_path, load_detector, load_metadata
 from evaluators.geneval.score import score_pil
-from evaluators.rewards.base import Reward, require_dir, require_file
+from evaluators.rewards.base import Reward, require_file
 
 
 class GenEvalReward(Reward):
@@ -26,9 +27,13 @@ class GenEvalReward(Reward):
         self.detector, self.colour_classifier = detector, colour_classifier
         self.rows = {row["prompt"]: row for row in rows}
 
+    @property
+    def protocol(self) -> str:  # the detector's: "official" for GenEval's own checkpoint
+        return getattr(self.detector, "protocol", "")
+
     @classmethod
     def check(cls, cfg, prefix: str) -> None:
-        require_dir(cfg.path, f"{prefix}.path", "a transformers Mask2Former directory (config.json)", ("config.json",))
+        check_detector_path(cfg.path, f"{prefix}.path")
         require_file(cfg.base_path, f"{prefix}.base_path", "the open_clip ViT-L-14 checkpoint file")
         require_file(cfg.metadata, f"{prefix}.metadata", "GenEval-format metadata (.jsonl) of the prompts")
         load_metadata(cfg.metadata)
@@ -40,7 +45,7 @@ class GenEvalReward(Reward):
     @classmethod
     def from_paths(cls, detector: str, clip: str, metadata: str, device: str | torch.device = "cpu",
                    clip_model: str = "ViT-L-14") -> GenEvalReward:
-        return cls(Mask2FormerDetector(detector, device), ClipColourClassifier(clip, clip_model, device=device),
+        return cls(load_detector(detector, device), ClipColourClassifier(clip, clip_model, device=device),
                    load_metadata(metadata))
 
     @torch.no_grad()

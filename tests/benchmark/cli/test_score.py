@@ -115,7 +115,22 @@ def test_geneval_scores_one_row_per_image_with_its_task(tmp_path, mask2former_di
     reference = score_folder(root, Mask2FormerDetector(mask2former_dir),
                              ClipColourClassifier(clip_checkpoint, model_name="geneval-tiny-clip"), progress=False)
     assert list(frame["value"]) == [float(c) for c in reference["correct"]]
-    assert set(frame["value"]) <= {0.0, 1.0}
+    assert set(frame["value"]) <= {0.0, 1.0} and set(frame["protocol"]) == {"hf-mask2former"}
+
+
+def test_geneval_with_genevals_checkpoint_is_official(tmp_path, geneval_checkpoint, clip_checkpoint):
+    from evaluators.geneval import ClipColourClassifier, OfficialDetector, score_folder
+
+    root = write_samples(tmp_path / "geneval", GENEVAL_ROWS, images=1, size=64, labels=False)
+    out = tmp_path / "geneval.parquet"
+    assert score(root, "--out", out, "--geneval-detector", geneval_checkpoint, "--geneval-clip", clip_checkpoint,
+                 "--geneval-clip-model", "geneval-tiny-clip", "--run", "base", "--method", "pretrained",
+                 "--prompt-set", "geneval") == 0
+    frame = validate_scores(pd.read_parquet(out))
+    assert set(frame["protocol"]) == {"official"} and len(frame) == 2
+    reference = score_folder(root, OfficialDetector(geneval_checkpoint),
+                             ClipColourClassifier(clip_checkpoint, model_name="geneval-tiny-clip"), progress=False)
+    assert list(frame["value"]) == [float(c) for c in reference["correct"]]
 
 
 def test_bad_input_is_one_error_before_loading(samples, pickscore_dirs, tmp_path, capsys, monkeypatch):
@@ -126,12 +141,15 @@ def test_bad_input_is_one_error_before_loading(samples, pickscore_dirs, tmp_path
     corrupt = tmp_path / "corrupt.parquet"
     corrupt.write_bytes(b"not parquet")
     unlabelled = write_samples(tmp_path / "unlabelled", [{"prompt": "x"}], images=1, labels=False)
+    geneval = write_samples(tmp_path / "geneval", GENEVAL_ROWS[:1], images=1)
     cases = {
         "missing samples": ([tmp_path / "nope", "--reward", f"pickscore:{model}"], "samples"),
         "unknown reward": ([samples, "--reward", "clipscore:/x"], "--reward"),
         "missing checkpoint": ([samples, "--reward", f"hpsv2:{tmp_path / 'none.pt'}"], "--reward hpsv2.path"),
         "nothing to score": ([samples], "at least one"),
         "geneval on plain prompts": ([samples, "--geneval-detector", tmp_path], "GenEval metadata"),
+        "geneval detector neither file nor folder": ([geneval, "--geneval-detector", tmp_path / "no.pth"],
+                                                     "--geneval-detector"),
         "bad server url": ([samples, "--unified-reward", "localhost:8000"], "--unified-reward"),
         "no labels": ([unlabelled, "--reward", f"pickscore:{model}:{processor}"], "--run"),
     }

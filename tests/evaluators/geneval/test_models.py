@@ -2,7 +2,6 @@
 
 import json
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,13 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmark.core.errors import ConfigError
 from evaluators.geneval.colour import ClipColourClassifier, colour_templates, paste_crop
-from evaluators.geneval.detectors import (
-    Mask2FormerDetector,
-    MMDetDetector,
-    coco_label_map,
-    mask_to_box,
-    mmdet_result_to_detections,
-)
+from evaluators.geneval.detectors import Mask2FormerDetector, coco_label_map, mask_to_box
 from evaluators.geneval.rules import Detection, evaluate
 from evaluators.geneval.score import score_folder, summarize, write_prompt_folder, write_results
 from evaluators.geneval.vocab import CLASSES, COLORS
@@ -69,30 +62,6 @@ def test_coco_label_map():
         coco_label_map({0: "LABEL_0", 1: "LABEL_1"})
     with pytest.raises(ConfigError, match="'hairdryer'"):  # 79 COCO names and a typo: refuse to drop a class
         coco_label_map({**dict(enumerate(CLASSES)), 78: "hairdryer"})
-
-
-def test_mmdet_backend_is_optional():
-    try:
-        import mmdet  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="mmdet"):
-            MMDetDetector("model.pth")
-    else:
-        with pytest.raises(ConfigError, match="mmdet_checkpoint"):
-            MMDetDetector("/nonexistent/model.pth")
-
-
-def test_mmdet_results_convert_in_both_formats():
-    bbox = [np.zeros((0, 5), np.float32) for _ in CLASSES]
-    bbox[16] = np.array([[1, 2, 3, 4, 0.7]], np.float32)
-    segm = [[] for _ in CLASSES]
-    segm[16] = [np.ones((5, 5), bool)]
-    v2 = mmdet_result_to_detections((bbox, segm))
-    assert [(d.cls, round(d.score, 4), d.box, d.mask.shape) for d in v2] == [("dog", 0.7, (1.0, 2.0, 3.0, 4.0), (5, 5))]
-    inst = SimpleNamespace(bboxes=torch.tensor([[1.0, 2, 3, 4]]), scores=torch.tensor([0.7]), labels=torch.tensor([16]),
-                           masks=torch.ones(1, 5, 5, dtype=torch.bool))
-    v3 = mmdet_result_to_detections(SimpleNamespace(pred_instances=inst))
-    assert [(d.cls, round(d.score, 4), d.box, d.mask.shape) for d in v3] == [("dog", 0.7, (1.0, 2.0, 3.0, 4.0), (5, 5))]
 
 
 # --- colour classifier -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmark.core.errors import ConfigError
-from evaluators.geneval import ClipColourClassifier, Mask2FormerDetector, load_evaluation_metadata, write_metadata
+from evaluators.geneval import ClipColourClassifier, load_detector, load_evaluation_metadata, write_metadata
 from evaluators.geneval.score import score_pil
 from evaluators.rewards import RewardConfig, build_reward
 
@@ -20,15 +20,18 @@ def metadata(tmp_path):
     return path, rows
 
 
-def test_geneval_reward_equals_the_scorer(mask2former_dir, clip_checkpoint, metadata):
+@pytest.mark.parametrize("detector_fixture, protocol", [("geneval_checkpoint", "official"),
+                                                        ("mask2former_dir", "hf-mask2former")])
+def test_geneval_reward_equals_the_scorer(request, detector_fixture, protocol, clip_checkpoint, metadata):
     path, rows = metadata
-    reward = build_reward(RewardConfig(name="geneval", path=str(mask2former_dir), base_path=str(clip_checkpoint),
+    detector_path = request.getfixturevalue(detector_fixture)
+    reward = build_reward(RewardConfig(name="geneval", path=str(detector_path), base_path=str(clip_checkpoint),
                                        metadata=str(path), clip_model="geneval-tiny-clip"))
-    assert reward.differentiable is False
+    assert reward.differentiable is False and reward.protocol == protocol
     images = torch.rand(3, 3, 48, 64, generator=torch.Generator().manual_seed(0))
     prompts = [r["prompt"] for r in rows]
     values = reward(images, prompts)
-    detector, colour = Mask2FormerDetector(mask2former_dir), ClipColourClassifier(clip_checkpoint, "geneval-tiny-clip")
+    detector, colour = load_detector(detector_path), ClipColourClassifier(clip_checkpoint, "geneval-tiny-clip")
     from PIL import Image
 
     expected = []
