@@ -92,7 +92,8 @@ class LoraSettings:
 class TrainingConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     gradient_checkpointing: bool = True  # diffusers' per-block activation checkpointing
-    autocast: bool = True  # bf16 autocast around rollout and loss (CUDA only)
+    autocast: bool = True  # bf16 autocast around rollout and loss, on CUDA
+    autocast_cpu: bool = False  # ... and on CPU too (slow there; runs the bf16 path of the paper's runs without a GPU)
     master_dtype: str = "float32"  # dtype of the trained parameters (AdamW and EMA see these)
     max_consecutive_skips: int = 5  # non-finite steps in a row before the run stops
     compile: bool = False  # torch.compile the transformer's blocks (first steps pay the compilation)
