@@ -15,6 +15,7 @@ from benchmark.core.errors import ConfigError
 COMMANDS = {
     "train": ("benchmark.cli.train", "fine-tune a backbone with a method and a reward"),
     "embed": ("benchmark.cli.embed", "encode a prompt set into the text-embedding cache"),
+    "export": ("benchmark.cli.export", "write a checkpoint's transformer or LoRA adapter as plain diffusers files"),
     "sample": ("benchmark.cli.sample", "generate evaluation images for a prompt set (GenEval's folder layout)"),
     "score": ("benchmark.cli.score", "score sampled images with rewards and GenEval into per-image parquet"),
     "table": ("benchmark.cli.table", "build the paper's tables (Markdown, LaTeX, CSV) from scores"),

@@ -127,6 +127,7 @@ class DistributedConfig:
 class CheckpointConfig:
     every: int = 50  # save every N steps (0 = only at the end); also saved at the end and on SIGTERM/SIGUSR2
     keep: int = 3  # keep the newest K complete checkpoints
+    format: Literal["auto", "full", "sharded"] = "auto"  # auto: per-rank shards (DCP) under FSDP2, else full
 
     def __post_init__(self):
         if self.every < 0:
@@ -234,6 +235,8 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
         )
     if cfg.lora and cfg.backbone.name == "toy":
         raise ConfigError("train.lora.rank", "0 for the toy backbone (LoRA needs a diffusers transformer)", cfg.train.lora.rank)
+    if cfg.lora and cfg.checkpoint.format == "sharded":
+        raise ConfigError("checkpoint.format", "auto or full for LoRA (the adapter is saved whole)", "sharded")
     if cfg.lora and cfg.distributed.strategy == "fsdp":
         raise ConfigError("distributed.strategy", "auto or ddp for LoRA (FSDP2 is for full fine-tuning)", "fsdp")
     cfg.backbone.check_paths()
