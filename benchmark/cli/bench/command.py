@@ -1,4 +1,4 @@
-"""``leapbench bench {memory,step,rollout}``: tables of measured ratios; ``--json`` for one object per line."""
+"""``leapbench bench {memory,step,rollout,real,save}``: tables of measured ratios; ``--json`` for one object per line."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from benchmark.cli.bench.harness import BENCH_METHODS, BenchSetup
 from benchmark.cli.bench.memory import ratios, run_cases
 from benchmark.cli.bench.real import run_real
 from benchmark.cli.bench.rollout import bench_rollout
+from benchmark.cli.bench.save import bench_save
 from benchmark.cli.bench.step import bench_method, part_times
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("which", choices=["memory", "step", "rollout", "real"])
+    p.add_argument("which", choices=["memory", "step", "rollout", "real", "save"])
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--device", default="cpu")
     p.add_argument("--resolution", type=int, default=None, help="image size of the tiny FLUX (default: 128 memory, 64 else)")
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="step, rollout: torch.compile the transformer's blocks (mode: default, reduce-overhead, ...)")
-    p.add_argument("--tiny", action="store_true", help="real: a tiny config instead of FLUX.1-dev's (CPU check)")
+    p.add_argument("--tiny", action="store_true", help="real, save: a tiny config instead of FLUX.1-dev's / the save model (a check that it runs)")
     p.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"], help="real: fine-tuning modes")
     p.add_argument("--resolutions", type=int, nargs="+", default=[512, 720], help="real: image sizes")
 
@@ -49,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
             rows = run_cases(methods, steps, args.resolution or 128, args.device, progress=lambda r: bar.update())
         emit(rows, args.json, f"peak memory of one training step ({args.device}; tiny FLUX at {args.resolution or 128}px)")
         emit(ratios(rows), args.json, "ratio of the largest T to the smallest")
+        return 0
+    if args.which == "save":
+        with tqdm(total=3, desc="save cases", disable=args.json) as bar:
+            rows, exported = bench_save(args.tiny, progress=lambda r: bar.update())
+        emit(rows, args.json, "rank 0's memory while saving a checkpoint (cpu, gloo; bytes)")
+        emit([exported], args.json, "exporting the W=2 sharded checkpoint in one process (bytes)")
         return 0
     if args.which == "real":
         rows = run_real(args.resolutions, (args.steps or [25])[0], device=args.device, tiny=args.tiny, modes=args.modes)
