@@ -25,6 +25,11 @@ import torch
 
 from benchmark.cli.bench.memory import MALLOC_ENV, proc_status, reset_peak_rss
 from benchmark.cli.bench.real import TINY
+from benchmark.core import distributed
+from benchmark.core.checkpoint import save_checkpoint
+from benchmark.core.export import export_checkpoint
+from benchmark.core.sharded import tensor_specs
+from benchmark.training.ema import EMA
 
 # FLUX-shaped, width 1536 (12 heads of 128), 1 double + 2 single blocks
 SAVE_MODEL = dict(patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=128,
@@ -39,10 +44,6 @@ def trim() -> None:
 def worker(out: Path, shards: bool, tiny: bool = False) -> dict | None:
     """One rank of a save case (run under torchrun); rank 0 returns its figures."""
     from diffusers import FluxTransformer2DModel  # heavy; only in the worker
-
-    from benchmark.core import distributed
-    from benchmark.core.checkpoint import save_checkpoint
-    from benchmark.training.ema import EMA
 
     env, started = distributed.setup("gloo")
     baseline = proc_status("VmRSS")
@@ -75,9 +76,6 @@ def worker(out: Path, shards: bool, tiny: bool = False) -> dict | None:
 
 def export_case(ckpt: Path, out: Path, max_bytes: int) -> dict:
     """Peak of exporting a sharded checkpoint in this (fresh) process, against the model's size."""
-    from benchmark.core.export import export_checkpoint
-    from benchmark.core.sharded import tensor_specs
-
     model_bytes = sum(s.size.numel() * s.properties.dtype.itemsize for s in tensor_specs(ckpt, "model").values())
     largest = max(s.size.numel() * s.properties.dtype.itemsize for s in tensor_specs(ckpt, "model").values())
     trim()
