@@ -21,6 +21,7 @@ COMMANDS = {
     "table": ("benchmark.cli.table", "build the paper's tables (Markdown, LaTeX, CSV) from scores"),
     "plot": ("benchmark.cli.plot", "training, ablation, gradient-norm, radar and sample-grid plots"),
     "geneval-prompts": ("benchmark.cli.geneval_prompts", "generate GenEval-style training prompts (JSONL metadata)"),
+    "plan": ("benchmark.cli.plan", "predicted peak GPU memory of a run config or a sweep's runs, before submitting"),
     "sweep": ("benchmark.cli.sweep", "launch, watch and collect sweeps on Slurm, locally or in-process"),
     "demo": ("benchmark.cli.demo.command", "the whole benchmark on the toy backbone, on a CPU, in minutes"),
     "bench": ("benchmark.cli.bench.command", "memory, step-time and rollout benchmarks against the floor and diffusers"),

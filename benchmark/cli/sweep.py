@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if action == "launch":
             p.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm")
             p.add_argument("--dry-run", action="store_true", help="print the jobs and their sbatch parameters only")
+            p.add_argument("--gpu-mem-gb", type=float, help="refuse when a run's predicted peak memory does not fit "
+                           "a GPU of this size (without: warn above 80 GB); see leapbench plan")
+            p.add_argument("--no-memory-check", action="store_true",
+                           help="submit without predicting the training runs' GPU memory (minutes per setting)")
             g = p.add_argument_group("Slurm (override the spec's slurm: section)")
             for flag in ("partition", "account", "qos", "constraint", "time"):
                 g.add_argument(f"--{flag}")
@@ -77,7 +81,8 @@ def launch(args: argparse.Namespace, spec, root: Path) -> int:
     slurm = SlurmOptions(partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
                          time=args.time, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                          cpus_per_task=args.cpus_per_task, mem_per_task_gb=args.mem_per_task_gb, extra=args.sbatch)
-    records = submit(spec, args.cluster, root, slurm, dry_run=args.dry_run)
+    records = submit(spec, args.cluster, root, slurm, dry_run=args.dry_run, gpu_mem_gb=args.gpu_mem_gb,
+                     memory_check=not args.no_memory_check)
     verb = "would submit" if args.dry_run else "submitted"
     print(f"sweep {spec.name}: {len(spec.runs)} runs, {verb} {len(records)} jobs (root {root.resolve()})")
     for r in records:
