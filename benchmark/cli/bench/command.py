@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, nargs="+", default=None, help="T values (memory: 10 25 50; else 25)")
     p.add_argument("--methods", nargs="+", default=None, choices=list(BENCH_METHODS))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--predict", action="store_true", help="memory: also the predicted step share (leapbench plan's)")
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="step, rollout: torch.compile the transformer's blocks (mode: default, reduce-overhead, ...)")
     p.add_argument("--tiny", action="store_true", help="real, save: a tiny config instead of FLUX.1-dev's / the save model (a check that it runs)")
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.which == "memory":
         steps = args.steps or [10, 25, 50]
         with tqdm(total=len(methods) * len(steps), desc="memory cases", disable=args.json) as bar:
-            rows = run_cases(methods, steps, args.resolution or 128, args.device, progress=lambda r: bar.update())
+            rows = run_cases(methods, steps, args.resolution or 128, args.device, progress=lambda r: bar.update(),
+                             predicted=args.predict)
         emit(rows, args.json, f"peak memory of one training step ({args.device}; tiny FLUX at {args.resolution or 128}px)")
         emit(ratios(rows), args.json, "ratio of the largest T to the smallest")
         return 0
