@@ -245,7 +245,7 @@ def run_step(cfg, backbone, model, reward, reference, frozen, steps, sigmas, dev
                 if loss.requires_grad:
                     (loss / accumulation).backward()
                 del traj, loss
-            tracker.label([p.grad for p in params if p.grad is not None], "gradients")
+            tracker.label([p.grad for p in params if p.grad is not None] + unsharded_grads(model), "gradients")
         with tracker.in_phase("optimizer"):
             clip = cfg.optim.grad_clip
             if clip is not None:
@@ -266,3 +266,11 @@ def label_gathered(model: torch.nn.Module, tracker: MemoryTracker) -> None:
             lambda mod, args: tracker.label([p for p in mod.parameters() if not hasattr(p, "to_local")], "parameters"))
 
 
+
+
+def unsharded_grads(model: torch.nn.Module) -> list[Tensor]:
+    """FSDP2's gradients accumulated unsharded, in the reduce dtype, over micro-batches without gradient sync
+    (``FSDPParam.unsharded_accumulated_grad``, torch/distributed/fsdp/_fully_shard/_fsdp_param.py): the whole
+    model's size on every rank until the last micro-batch reduce-scatters them."""
+    groups = [m._get_fsdp_state()._fsdp_param_group for m in model.modules() if hasattr(m, "_get_fsdp_state")]
+    return [p.unsharded_accumulated_grad for g in groups if g is not None for p in g.fsdp_params]

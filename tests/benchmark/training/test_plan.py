@@ -32,6 +32,9 @@ def test_fsdp_shards_the_trained_state(tmp_path, single):
     assert fsdp.split["EMA"] == single.split["EMA"] // 2  # every tiny dimension is even: shards without padding
     assert fsdp.split["optimizer"] - F32 * 66 == (single.split["optimizer"] - F32 * 66) // 2
     assert fsdp.before_bytes < single.before_bytes
+    # global batch 4 = 2 ranks x micro-batch 1 x 2 accumulated: the first micro-batch keeps FSDP2's unsharded
+    # gradients in the reduce dtype (float32), the whole model's, on every rank until the last reduce-scatters
+    assert fsdp.setting["accumulation"] == 2 and fsdp.split["gradients"] == F32 * fsdp.trained_params
 
 
 def test_lora_trains_only_the_adapters(tmp_path, single):
