@@ -1,14 +1,17 @@
 """``leapbench plan``: the predicted peak per rank of a run config or a sweep spec's training runs, whether it fits
 a GPU (exit 1 when not), and one clear error (exit 2, no traceback) for bad input."""
 
+import argparse
 import json
 
 import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.training.plan import CATEGORIES
+from benchmark.cli.plan import planned_runs
+from benchmark.training.plan import CATEGORIES, check_plannable
 from benchmark.training.testing import tiny_tree
+from sweeps.spec import spec_files
 from tests.sweeps.helpers import tiny_spec
 
 
@@ -57,3 +60,14 @@ def test_bad_input_is_one_clear_error(tmp_path, run_config, capsys, args, messag
     assert main(["plan", *[a.format(**files) for a in args]]) == 2
     err = capsys.readouterr().err
     assert err.startswith("leapbench plan: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name, backbone, height", [("table2-hpdv2", "flux", 720), ("appendix-sd35m", "sd3", 512)])
+def test_paper_specs_plan_without_their_paths(name, backbone, height):
+    """The paper's specs are planned at their Slurm world size (16) with no model path set (nothing is read)."""
+    args = argparse.Namespace(file=str(spec_files()[0].parent / f"{name}.yaml"), overrides=[], set=[], world_size=None)
+    runs = planned_runs(args)
+    assert [r[0] for r in runs] == ["refl-seed0", "draft_lv-seed0", "drtune-seed0", "leapalign-seed0"]
+    for _, cfg, world in runs:
+        check_plannable(cfg, world)
+        assert (cfg.backbone.name, cfg.backbone.height, world, cfg.accumulation(world)) == (backbone, height, 16, 4)
