@@ -33,6 +33,7 @@ from benchmark.core.errors import ConfigError
 from benchmark.core.io import atomic_path, atomic_write_text, check_writable, remove_stale_temporaries
 from benchmark.core.prompts import load_prompt_rows
 from benchmark.core.seeding import seeded
+from benchmark.core.sharded import MODEL_CONFIG, is_sharded, load_transformer
 
 SETTINGS_FILE = "sampling.json"
 SAME_SETTINGS = ("backbone", "checkpoint", "ema", "steps", "seed")  # what changes the pixels of an image
@@ -48,7 +49,7 @@ class SamplingPlan:
     rows: list[dict]  # metadata rows of the whole prompt set; a prompt's id is its position
     out: Path
     checkpoint: Path | None = None
-    kind: str | None = None  # "transformer" (full fine-tuning) or "lora": what the checkpoint holds
+    kind: str | None = None  # "transformer" (full fine-tuning), "sharded" (full, FSDP2's shards) or "lora"
     ema: bool = False
     steps: int = 50
     images: int = 4
@@ -96,16 +97,17 @@ def prompt_rows(cache: EmbeddingCache, file: str | None) -> tuple[list[dict], st
 
 
 def checkpoint_kind(ckpt: Path, field: str = "--checkpoint", verified: bool = False) -> str:
-    """"transformer" (full fine-tuning) or "lora" for a complete, intact checkpoint; ConfigError otherwise."""
+    """"transformer" (full fine-tuning), "sharded" (full fine-tuning under FSDP2: DCP shards) or "lora" for a
+    complete, intact checkpoint; ConfigError otherwise."""
     if not ckpt.is_dir():
         raise ConfigError(field, "a checkpoint directory written by training (<run>/checkpoints/step_NNNNNN)",
                           str(ckpt))
     problem = None if verified else verify(ckpt)  # checksums every file: done once per run
     if problem is not None:
         raise ConfigError(field, f"a complete, intact checkpoint ({problem})", str(ckpt))
-    kinds = [k for k in ("transformer", "lora") if (ckpt / k).is_dir()]
+    kinds = [k for k in ("transformer", "lora") if (ckpt / k).is_dir()] + (["sharded"] if is_sharded(ckpt) else [])
     if len(kinds) != 1:
-        raise ConfigError(field, "a checkpoint holding transformer/ or lora/", str(ckpt))
+        raise ConfigError(field, "a checkpoint holding transformer/, lora/ or dcp/", str(ckpt))
     return kinds[0]
 
 
@@ -153,10 +155,10 @@ def resolve_model(backbone: dict, *, config: str | None = None, run: str | None 
     if ckpt is not None:
         ckpt = ckpt.resolve()
         kind = checkpoint_kind(ckpt, "--run" if run else "--checkpoint", verified=bool(run))
-        if ema and not (ckpt / "ema.safetensors").is_file():
+        if ema and kind != "sharded" and not (ckpt / "ema.safetensors").is_file():
             raise ConfigError("--ema", "a checkpoint with ema.safetensors", str(ckpt))
-        if kind == "transformer":
-            config_file = ckpt / "transformer" / "config.json"
+        if kind in ("transformer", "sharded"):
+            config_file = ckpt / "transformer" / "config.json" if kind == "transformer" else ckpt / MODEL_CONFIG
             name = json.loads(config_file.read_text()).get("_class_name") if config_file.is_file() else None
             if name != TRANSFORMERS[cfg.name]:
                 raise ConfigError("--checkpoint", f"a {TRANSFORMERS[cfg.name]} checkpoint for backbone "
@@ -243,15 +245,17 @@ def load_model(plan: SamplingPlan, device: torch.device | str) -> Any:
     cfg, ckpt, kind = plan.backbone, plan.checkpoint, plan.kind
 
     def trained() -> torch.nn.Module:
+        if kind == "sharded":  # read from the shards directly, with the EMA weights if asked
+            return load_transformer(ckpt, DTYPES[cfg.dtype], ema=plan.ema)
         cls = getattr(diffusers, TRANSFORMERS[cfg.name])
         return cls.from_pretrained(ckpt / "transformer", torch_dtype=DTYPES[cfg.dtype])
 
     # a trained full transformer replaces the model directory's, which is then never loaded
-    backbone = build_backbone(cfg, transformer=trained() if kind == "transformer" else None)
+    backbone = build_backbone(cfg, transformer=trained() if kind in ("transformer", "sharded") else None)
     if kind == "lora":
         backbone.transformer.load_lora_adapter(ckpt / "lora", prefix="transformer", adapter_name="default",
                                                weight_name="pytorch_lora_weights.safetensors")
-    if plan.ema:
+    if plan.ema and kind != "sharded":
         apply_ema(backbone.transformer, ckpt)  # after the adapter: LoRA's EMA holds the adapter's weights
     backbone.transformer.to(device).eval().requires_grad_(False)
     backbone.vae.to(device).eval().requires_grad_(False)

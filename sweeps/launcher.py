@@ -30,6 +30,7 @@ from submitit.slurm.slurm import _make_sbatch_string
 from benchmark.core.errors import ConfigError
 from benchmark.training.config import check_run
 from sweeps.jobs import StageJob, is_done, resolve
+from sweeps.memory import check_memory
 from sweeps.records import ACTIVE, JobRecord, job_states, read_records, write_records
 from sweeps.spec import RunSpec, Spec
 from sweeps.stages import training_config
@@ -278,13 +279,19 @@ def is_active(state: str | None, record: JobRecord) -> bool:
 
 
 def launch(spec: Spec, cluster: str = "slurm", root: Path | str = "results/sweeps", slurm: SlurmOptions | None = None,
-           dry_run: bool = False) -> list[JobRecord]:
-    """Validate, plan and submit; returns the records of the jobs submitted (or, dry, that would be)."""
+           dry_run: bool = False, gpu_mem_gb: float | None = None, memory_check: bool = True) -> list[JobRecord]:
+    """Validate, plan and submit; returns the records of the jobs submitted (or, dry, that would be).
+
+    Training on GPUs under Slurm is first checked against the GPU's memory (``sweeps.memory``, unless
+    ``memory_check`` is off): a warning where a run's predicted peak does not fit, a ConfigError when
+    ``gpu_mem_gb`` is given."""
     if cluster not in CLUSTERS:
         raise ConfigError("--cluster", f"one of {', '.join(CLUSTERS)}", cluster)
     root = Path(root).resolve()
     options = stage_options(spec, slurm)
     validate(spec, root, cluster, options)
+    if memory_check and cluster == "slurm" and int(options["train"].get("gpus_per_node")) > 0:
+        check_memory(spec, root, world_size(cluster, options["train"]), gpu_mem_gb)
     records = read_records(root)
     todo, stale = plan(spec, root, records, cluster)
     if dry_run:

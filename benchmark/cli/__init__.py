@@ -22,11 +22,13 @@ from benchmark.core.errors import user_problem
 COMMANDS = {
     "train": ("benchmark.cli.train", "fine-tune a backbone with a method and a reward"),
     "embed": ("benchmark.cli.embed", "encode a prompt set into the text-embedding cache"),
+    "export": ("benchmark.cli.export", "write a checkpoint's transformer or LoRA adapter as plain diffusers files"),
     "sample": ("benchmark.cli.sample", "generate evaluation images for a prompt set (GenEval's folder layout)"),
     "score": ("benchmark.cli.score", "score sampled images with rewards and GenEval into per-image parquet"),
     "table": ("benchmark.cli.table", "build the paper's tables (Markdown, LaTeX, CSV) from scores"),
     "plot": ("benchmark.cli.plot", "training, ablation, gradient-norm, radar and sample-grid plots"),
     "geneval-prompts": ("benchmark.cli.geneval_prompts", "generate GenEval-style training prompts (JSONL metadata)"),
+    "plan": ("benchmark.cli.plan", "predicted peak GPU memory of a run config or a sweep's runs, before submitting"),
     "sweep": ("benchmark.cli.sweep", "launch, watch and collect sweeps on Slurm, locally or in-process"),
     "report": ("benchmark.cli.report", "one static HTML page for a sweep or a set of runs (tables, curves, samples)"),
     "demo": ("benchmark.cli.demo.command", "the whole benchmark on the toy backbone, on a CPU, in minutes"),

@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm")
             p.add_argument("--dry-run", action="store_true", help="print the jobs and their sbatch parameters only, "
                            "with every missing input listed (exit 2 if any); nothing is submitted or written")
+            p.add_argument("--gpu-mem-gb", type=float, help="refuse when a run's predicted peak memory does not fit "
+                           "a GPU of this size (without: warn above 80 GB); see leapbench plan")
+            p.add_argument("--no-memory-check", action="store_true",
+                           help="submit without predicting the training runs' GPU memory (minutes per setting)")
             g = p.add_argument_group("Slurm (override the spec's slurm: section)")
             for flag in ("partition", "account", "qos", "constraint", "time"):
                 g.add_argument(f"--{flag}")
@@ -88,7 +92,8 @@ def launch(args: argparse.Namespace, spec, root: Path) -> int:
     if args.dry_run:  # the whole plan, even when inputs are missing: each one is listed after it
         records, missing = preview(spec, args.cluster, root, slurm)
     else:
-        records = submit(spec, args.cluster, root, slurm)
+        records = submit(spec, args.cluster, root, slurm, gpu_mem_gb=args.gpu_mem_gb,
+                         memory_check=not args.no_memory_check)
     verb = "would submit" if args.dry_run else "submitted"
     print(f"sweep {spec.name}: {len(spec.runs)} runs, {verb} {len(records)} jobs (root {root.resolve()})")
     for r in records:

@@ -11,14 +11,19 @@ One checkpoint is a directory ``<run_dir>/checkpoints/step_000050/``::
     manifest.json           size and sha256 of every file above
     complete                written last: a checkpoint without it was interrupted
 
+    config.yaml             the run's resolved config
+
 It is written to a temporary sibling directory, every file fsynced, then renamed into place (atomic on
 POSIX), so a crash leaves either the whole checkpoint or none. On resume the newest checkpoint whose
 marker, files and checksums verify is used; a damaged one is skipped with a warning.
+
+Under FSDP2 the model, AdamW state and EMA are instead written by every rank as its own shards
+(``benchmark.core.sharded``: a ``dcp/`` directory instead of transformer/, ema.safetensors and optimizer.pt),
+with the same marker, manifest, atomic rename and pruning; either format resumes on any world size.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -39,8 +44,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from benchmark.core.distributed import barrier, unwrap
-from benchmark.core.io import fsync_dir
+from benchmark.core import sharded
+from benchmark.core.distributed import all_gather_object, barrier, broadcast_object, unwrap
+from benchmark.core.io import fsync_dir, sha256_file
 
 STEP_PREFIX = "step_"
 
@@ -55,14 +61,6 @@ def fsync_tree(root: Path) -> None:
                 os.fsync(fh.fileno())
     for path in sorted([p for p in root.rglob("*") if p.is_dir()] + [root]):
         fsync_dir(path)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- the model in diffusers format ----------------------------------------------------------------
@@ -140,11 +138,13 @@ def step_dir(root: Path, step: int) -> Path:
     return root / f"{STEP_PREFIX}{step:06d}"
 
 
-def finalize(tmp: Path, final: Path, step: int) -> None:
-    """Checksum every file, write the manifest and the marker, fsync, and rename into place."""
-    files = sorted(p for p in tmp.rglob("*") if p.is_file())
-    manifest = {"step": step, "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": sha256(p)}
-                                        for p in files}}
+def finalize(tmp: Path, final: Path, step: int, hashed: dict[str, dict] | None = None) -> None:
+    """Checksum every file (those in ``hashed`` were by the ranks that wrote them), write the manifest and the
+    marker, fsync, and rename into place."""
+    hashed = hashed or {}
+    files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+    manifest = {"step": step, "files": {rel: hashed.get(rel) or {"size": (tmp / rel).stat().st_size,
+                                                                  "sha256": sha256_file(tmp / rel)} for rel in files}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     (tmp / "complete").write_text(f"step {step}\n")
     fsync_tree(tmp)
@@ -166,9 +166,9 @@ def verify(ckpt: Path) -> str | None:
         path = ckpt / rel
         if not path.is_file():
             return f"missing {rel}"
-        if path.stat().st_size != meta["size"] or sha256(path) != meta["sha256"]:
+        if path.stat().st_size != meta["size"] or sha256_file(path) != meta["sha256"]:
             return f"checksum mismatch in {rel}"
-    return None
+    return sharded.check_metadata(ckpt) if sharded.is_sharded(ckpt) else None
 
 
 def list_checkpoints(root: Path) -> list[Path]:
@@ -219,14 +219,21 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
 
 
 def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any,
-                    trainer_state: dict[str, Any], *, lora: bool, backbone: str, is_main: bool, keep: int) -> Path:
-    """Gather (collectives on every rank) and write (rank 0) one checkpoint; returns its directory."""
+                    trainer_state: dict[str, Any], *, lora: bool, backbone: str, rank: int, keep: int,
+                    config_yaml: str = "", shards: bool = False) -> Path:
+    """Write one checkpoint (a collective: every rank calls it); returns its directory.
+
+    ``shards``: every rank writes its own shards with DCP; else the full state is gathered and rank 0 writes it.
+    """
+    if shards:
+        return save_sharded(root, step, model, optimizer, ema, trainer_state, rank=rank, keep=keep,
+                            config_yaml=config_yaml)
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = None if lora else get_model_state_dict(model, options=full)
     optim_state = get_optimizer_state_dict(model, optimizer, options=full)
     ema_state = ema.full_state()
     final = step_dir(root, step)
-    if is_main:
+    if rank == 0:
         tmp = new_tmp_dir(root, step)
         if lora:
             write_lora(unwrap(model), tmp / "lora", backbone)
@@ -234,16 +241,43 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
             write_transformer(unwrap(model), model_state, tmp / "transformer")
         save_file(ema_state, str(tmp / "ema.safetensors"))
         torch.save(optim_state, tmp / "optimizer.pt")
-        save_trainer_state(tmp / "trainer.pt", trainer_state)
+        write_run_files(tmp, trainer_state, config_yaml)
         finalize(tmp, final, step)
         prune(root, keep)
     barrier()
     return final
 
 
+def save_sharded(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any,
+                 trainer_state: dict[str, Any], *, rank: int, keep: int, config_yaml: str) -> Path:
+    """Every rank writes its shards of model, AdamW state and EMA into one temporary directory and hashes
+    them; rank 0 adds the run files, the manifest and the marker and renames the directory into place."""
+    tmp = broadcast_object(new_tmp_dir(root, step) if rank == 0 else None)
+    hashed = sharded.save_shards(sharded.training_state(model, optimizer, ema), tmp, rank)
+    hashed = {k: v for part in all_gather_object(hashed) for k, v in part.items()}
+    final = step_dir(root, step)
+    if rank == 0:
+        module = unwrap(model)
+        sharded.write_model_config(module, tmp / sharded.MODEL_CONFIG, diffusers_class_name(module))
+        write_run_files(tmp, trainer_state, config_yaml)
+        finalize(tmp, final, step, hashed)
+        prune(root, keep)
+    barrier()
+    return final
+
+
+def write_run_files(tmp: Path, trainer_state: dict[str, Any], config_yaml: str) -> None:
+    save_trainer_state(tmp / "trainer.pt", trainer_state)
+    if config_yaml:
+        (tmp / "config.yaml").write_text(config_yaml)
+
+
 def load_checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any, *, lora: bool,
                     is_main: bool, world_size: int) -> dict[str, Any]:
     """Restore model, optimiser and EMA from ``ckpt`` (every rank calls this); returns the trainer state."""
+    if sharded.is_sharded(ckpt):
+        sharded.load_shards(ckpt, model, optimizer, ema)
+        return load_trainer_state(ckpt / "trainer.pt")
     # under FSDP2 rank 0 reads the full state and broadcasts it, instead of every rank holding a copy
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=world_size > 1)
     reads = is_main or world_size == 1

@@ -200,6 +200,15 @@ def gather_object(obj, dst: int = 0) -> list | None:
     return box
 
 
+def all_gather_object(obj) -> list:
+    """Every rank's ``obj``, in rank order (``[obj]`` in one process)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def shard_like(full: Tensor, like: Tensor) -> Tensor:
     """``full`` placed as ``like`` is: this rank's shard when ``like`` is an FSDP2 DTensor, else on its device."""
     if hasattr(like, "device_mesh"):

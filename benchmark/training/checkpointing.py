@@ -1,7 +1,8 @@
 """The checkpoint policy of a run: when to save, how many to keep, and what to resume from.
 
 A checkpoint is written every ``checkpoint.every`` steps, at the last step, when a preemption signal arrives
-and when the run stops on non-finite steps; the newest ``checkpoint.keep`` complete ones are kept. Resuming
+and when the run stops on non-finite steps; the newest ``checkpoint.keep`` complete ones are kept. Under
+FSDP2 every rank writes its own shards (``checkpoint.format``: auto; see ``benchmark.core.sharded``). Resuming
 takes the newest checkpoint that verifies (``--resume auto``) or a given one, restores model, optimiser, EMA
 and the trainer's progress and RNG states. The format itself is ``benchmark.core.checkpoint``'s.
 """
@@ -18,6 +19,7 @@ from torch.optim import Optimizer
 
 from benchmark.core import distributed
 from benchmark.core.checkpoint import latest_valid, list_checkpoints, load_checkpoint, save_checkpoint
+from benchmark.core.configs import to_yaml
 from benchmark.core.errors import ConfigError
 from benchmark.core.seeding import restore_rng, rng_state
 from benchmark.training.config import RunConfig
@@ -49,6 +51,14 @@ class Progress:
         self.consecutive_skips = self.consecutive_skips + 1 if skipped else 0
 
 
+def shards(cfg: RunConfig, world_size: int) -> bool:
+    """Whether checkpoints are written as per-rank shards (DCP): ``checkpoint.format`` "sharded", or "auto"
+    under FSDP2; else the full state is gathered to rank 0 (DDP/LoRA, one process)."""
+    if cfg.checkpoint.format == "auto":
+        return distributed.strategy(cfg.distributed.strategy, cfg.lora, world_size) == "fsdp"
+    return cfg.checkpoint.format == "sharded"
+
+
 class Checkpointer:
     """Saves and restores the trained state of one run under ``<run_dir>/checkpoints``."""
 
@@ -56,6 +66,8 @@ class Checkpointer:
         self.root = Path(cfg.run_dir) / "checkpoints"
         self.every, self.keep, self.last_step = cfg.checkpoint.every, cfg.checkpoint.keep, cfg.schedule.iterations
         self.lora, self.backbone, self.env = cfg.lora, backbone, env
+        self.shards = shards(cfg, env.world_size)
+        self.config_yaml = to_yaml(cfg)
         self.latest: Path | None = None  # the newest checkpoint written or resumed from
 
     def due(self, step: int) -> bool:
@@ -97,5 +109,6 @@ class Checkpointer:
                                    f"checkpoint is {self.latest}")
         trainer_state: dict[str, Any] = {"state": asdict(progress), "rng": rng_state()}
         self.latest = save_checkpoint(self.root, progress.step, model, optimizer, ema, trainer_state, lora=self.lora,
-                                      backbone=self.backbone, is_main=self.env.is_main, keep=self.keep)
+                                      backbone=self.backbone, rank=self.env.rank, keep=self.keep,
+                                      config_yaml=self.config_yaml, shards=self.shards)
         return self.latest

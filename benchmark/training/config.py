@@ -98,7 +98,8 @@ class LoraSettings:
 class TrainingConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     gradient_checkpointing: bool = True  # diffusers' per-block activation checkpointing
-    autocast: bool = True  # bf16 autocast around rollout and loss (CUDA only)
+    autocast: bool = True  # bf16 autocast around rollout and loss, on CUDA
+    autocast_cpu: bool = False  # ... and on CPU too (slow there; runs the bf16 path of the paper's runs without a GPU)
     master_dtype: str = "float32"  # dtype of the trained parameters (AdamW and EMA see these)
     max_consecutive_skips: int = 5  # non-finite steps in a row before the run stops
     compile: bool = False  # torch.compile the transformer's blocks (first steps pay the compilation)
@@ -132,6 +133,7 @@ class DistributedConfig:
 class CheckpointConfig:
     every: int = 50  # save every N steps (0 = only at the end); also saved at the end and on SIGTERM/SIGUSR2
     keep: int = 3  # keep the newest K complete checkpoints
+    format: Literal["auto", "full", "sharded"] = "auto"  # auto: per-rank shards (DCP) under FSDP2, else full
 
     def __post_init__(self):
         if self.every < 0:
@@ -330,6 +332,8 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
         raise ConfigError("schedule.global_batch", f"a multiple of world size x micro batch{per_step}", s.global_batch)
     if cfg.lora and cfg.backbone.name == "toy":
         raise ConfigError("train.lora.rank", "0 for the toy backbone (LoRA needs a diffusers transformer)", cfg.train.lora.rank)
+    if cfg.lora and cfg.checkpoint.format == "sharded":
+        raise ConfigError("checkpoint.format", "auto or full for LoRA (the adapter is saved whole)", "sharded")
     if cfg.lora and cfg.distributed.strategy == "fsdp":
         raise ConfigError("distributed.strategy", "auto or ddp for LoRA (FSDP2 is for full fine-tuning)", "fsdp")
     cfg.backbone.check_paths()

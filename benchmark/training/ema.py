@@ -30,6 +30,18 @@ class EMA:
         """The whole shadow on the CPU, keyed by parameter name (a collective under FSDP2)."""
         return {n: distributed.full_tensor(s).detach().cpu() for n, s in zip(self.names, self.shadow)}
 
+    def state(self) -> dict[str, Tensor]:
+        """The shadow itself, keyed by parameter name (this rank's shards under FSDP2): what DCP saves and
+        loads in place."""
+        return dict(zip(self.names, self.shadow))
+
+    @torch.no_grad()
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        """Copy ``state`` (shaped and placed like ``state()``) into the shadow, unless it is the shadow itself."""
+        for n, s in zip(self.names, self.shadow):
+            if state[n] is not s:
+                s.copy_(state[n])
+
     @torch.no_grad()
     def load_full_state(self, state: dict[str, Tensor]) -> None:
         missing = set(self.names) - set(state)

@@ -115,8 +115,8 @@ class Trainer:
         self.T = cfg.schedule.num_steps
         self.sigmas = grid.sigmas(self.backbone, self.T).to(device)
         self.accumulation = cfg.accumulation(self.env.world_size)
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                       enabled=cfg.train.autocast and device.type == "cuda")
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.autocast and (
+            device.type == "cuda" or cfg.train.autocast_cpu))
 
     # -- the loop ---------------------------------------------------------------------------------------------
 

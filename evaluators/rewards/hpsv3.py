@@ -211,7 +211,7 @@ class HPSv3(Reward):
         if not bool((is_reward.sum(dim=1) == 1).all()):
             raise ValueError(f"each sequence must hold exactly one {REWARD_TOKEN} token")
         mu_sigma = self.rm_head(h[is_reward].float())
-        return mu_sigma[:, 0]
+        return mu_sigma[:, 0].float()  # float32 scores, also under bf16 autocast
 
 
 # Official checkpoint prefixes (transformers 4.45 and >= 4.52) -> ours; lm_head is not used by the score.

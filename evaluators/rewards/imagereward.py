@@ -134,7 +134,7 @@ class ImageReward(Reward):
             encoder_hidden_states=image_embeds,
             encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=pixels.device),
         ).last_hidden_state[:, 0, :]
-        r = self.mlp(h.float()).squeeze(-1)
+        r = self.mlp(h.float()).squeeze(-1).float()  # float32 scores, also under bf16 autocast
         return (r - REWARD_MEAN) / REWARD_STD
 
 

@@ -118,7 +118,7 @@ def test_dry_run_prints_jobs_and_sbatch_parameters(dummy_paths, tmp_path, capsys
     spec_path = spec_files()[0].parent / "table2-hpdv2.yaml"
     rc = main(["sweep", "launch", str(spec_path), "--root", str(tmp_path), "--dry-run", "--partition", "gpu",
                "--account", "proj", "--qos", "high", "--time", "1-00:00:00", "--mem-per-task-gb", "100",
-               "--sbatch=--exclusive", "--sbatch=--comment=leap"])
+               "--sbatch=--exclusive", "--sbatch=--comment=leap", "--no-memory-check"])
     out = capsys.readouterr().out
     assert rc == 0 and "would submit 14 jobs" in out  # 4 x 3 trained stages + 2 for pretrained
     assert "#SBATCH --nodes=2" in out and "#SBATCH --ntasks-per-node=8" in out and "#SBATCH --gpus-per-node=8" in out

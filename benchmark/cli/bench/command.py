@@ -1,4 +1,4 @@
-"""``leapbench bench {memory,step,rollout}``: tables of measured ratios; ``--json`` for one object per line."""
+"""``leapbench bench {memory,step,rollout,real,save}``: tables of measured ratios; ``--json`` for one object per line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from benchmark.cli.bench.harness import BENCH_METHODS, BenchSetup
 from benchmark.cli.bench.memory import ratios, run_cases
 from benchmark.cli.bench.real import run_real
 from benchmark.cli.bench.rollout import bench_rollout
+from benchmark.cli.bench.save import bench_save
 from benchmark.cli.bench.step import bench_method
 from benchmark.core.devices import check_device
 from benchmark.core.errors import ConfigError
@@ -20,13 +21,14 @@ from benchmark.training.config import COMPILE_MODES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("which", choices=["memory", "step", "rollout", "real"])
+    p.add_argument("which", choices=["memory", "step", "rollout", "real", "save"])
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--device", default="cpu")
     p.add_argument("--resolution", type=int, default=None, help="image size of the tiny FLUX (default: 128 memory, 64 else)")
     p.add_argument("--steps", type=int, nargs="+", default=None, help="T values (memory: 10 25 50; else 25)")
     p.add_argument("--methods", nargs="+", default=None, choices=list(BENCH_METHODS))
     p.add_argument("--repeats", type=int, default=3, help="rollout, real: timed runs")
+    p.add_argument("--predict", action="store_true", help="memory: also the predicted step share (leapbench plan's)")
     p.add_argument("--rounds", type=int, default=15, help="step: alternating rounds of each step and its floor")
     p.add_argument("--ops", action="store_true", help="step: count the operators a step dispatches beyond its floor")
     p.add_argument("--threads", type=int, default=1,
@@ -34,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "machine, where OpenMP threads wait on each other")
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="step, rollout: torch.compile the transformer's blocks (mode: default, reduce-overhead, ...)")
-    p.add_argument("--tiny", action="store_true", help="real: a tiny config instead of FLUX.1-dev's (CPU check)")
+    p.add_argument("--tiny", action="store_true", help="real, save: a tiny config instead of FLUX.1-dev's / the save model (a check that it runs)")
     p.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"], help="real: fine-tuning modes")
     p.add_argument("--resolutions", type=int, nargs="+", default=[512, 720], help="real: image sizes")
 
@@ -86,9 +88,16 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.which == "memory":
         steps = args.steps or [10, 25, 50]
         with tqdm(total=len(methods) * len(steps), desc="memory cases", disable=args.json) as bar:
-            rows = run_cases(methods, steps, args.resolution or 128, args.device, progress=lambda r: bar.update())
+            rows = run_cases(methods, steps, args.resolution or 128, args.device, progress=lambda r: bar.update(),
+                             predicted=args.predict)
         emit(rows, args.json, f"peak memory of one training step ({args.device}; tiny FLUX at {args.resolution or 128}px)")
         emit(ratios(rows), args.json, "ratio of the largest T to the smallest")
+        return 0
+    if args.which == "save":
+        with tqdm(total=3, desc="save cases", disable=args.json) as bar:
+            rows, exported = bench_save(args.tiny, progress=lambda r: bar.update())
+        emit(rows, args.json, "rank 0's memory while saving a checkpoint (cpu, gloo; bytes)")
+        emit([exported], args.json, "exporting the W=2 sharded checkpoint in one process (bytes)")
         return 0
     if args.which == "real":
         rows = run_real(args.resolutions, (args.steps or [25])[0], device=args.device, tiny=args.tiny, modes=args.modes)

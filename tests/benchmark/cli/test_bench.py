@@ -91,3 +91,24 @@ def test_bench_real_runs_on_a_tiny_config(capsys):
     assert rows["lora"]["trained_params"] == sum(p.numel() for n, p in tiny.named_parameters() if "lora_" in n)
     # 32 px through the tiny VAE (2 levels: 16 x 16 latents) packs into 8 x 8 tokens; no CUDA, no peak memory
     assert all(r["image_tokens"] == 64 and r["peak_bytes"] is None and "error" not in r for r in rows.values())
+
+
+def test_bench_save_runs_every_case(capsys):
+    assert main(["bench", "save", "--tiny", "--json"]) == 0
+    rows = json_rows(capsys)
+    saves = {(r["world_size"], r["format"]): r for r in rows if "held_bytes" in r}
+    assert set(saves) == {(1, "sharded"), (2, "sharded"), (2, "full")}
+    assert len({r["params"] for r in saves.values()}) == 1 and saves[(1, "sharded")]["held_vs_w1_sharded"] == 1
+    (exported,) = [r for r in rows if "export_own_bytes" in r]
+    assert exported["model_bytes"] == 4 * saves[(1, "sharded")]["params"]
+
+
+def test_bench_memory_prediction_matches_the_measured_step(capsys):
+    """The traced prediction of the tiny FLUX's step (float32, CPU) against the step's RSS share measured in the
+    same run: within 10% (at 128 px; below that the allocator's page rounding is a larger share of the step)."""
+    assert main(["bench", "memory", "--json", "--resolution", "128", "--steps", "10", "--predict",
+                 "--methods", "leapalign", "full_backprop_ckpt"]) == 0
+    cases = [r for r in json_rows(capsys) if "peak_bytes" in r]
+    assert len(cases) == 2
+    for case in cases:
+        assert abs(case["prediction_error"]) <= 0.10, case

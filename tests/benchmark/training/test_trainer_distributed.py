@@ -5,17 +5,16 @@ reduce-scatter sum in a different order): atol 1e-6, rtol 1e-5 on parameters aft
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from benchmark.core.backbones.tiny import tiny_flux
 from benchmark.core.distributed import env_from_environment, first_host
 from benchmark.core.testing import single_thread
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
+from tests.benchmark.training.helpers import checkpoint_weights
 
 SCRIPT = """
 import sys, torch
@@ -34,15 +33,6 @@ COMMON = ["schedule.iterations=2", "schedule.global_batch=4", "schedule.micro_ba
           "optim.lr=1e-3", "optim.ema_decay=0.5"]
 
 
-def saved(ckpt: Path) -> dict:
-    files = sorted((ckpt / "transformer").glob("*.safetensors")) + sorted((ckpt / "lora").glob("*.safetensors"))
-    out = {}
-    for f in files:
-        out.update(load_file(str(f)))
-    out.update({f"ema.{k}": v for k, v in load_file(str(ckpt / "ema.safetensors")).items()})
-    return out
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_processes_match_one(tmp_path, case):
     args = COMMON + CASES[case]
@@ -58,7 +48,7 @@ def test_two_processes_match_one(tmp_path, case):
     assert proc.stdout.count("DONE finished 2") == 2
     with single_thread():
         one = train(tiny_config(tmp_path / "one", "flux", "leapalign", args), TinyReward())
-    a, b = saved(tmp_path / "two" / "run" / "checkpoints" / "step_000002"), saved(one.checkpoint)
+    a, b = checkpoint_weights(tmp_path / "two" / "run" / "checkpoints" / "step_000002"), checkpoint_weights(one.checkpoint)
     assert a.keys() == b.keys() and len(a) > 4
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)

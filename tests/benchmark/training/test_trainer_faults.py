@@ -1,20 +1,19 @@
 """Faults: non-finite steps are skipped without touching parameters, optimiser or EMA, and too many in a row stop
 the run with a usable checkpoint; SIGTERM (and SIGKILL after a checkpoint) followed by --resume auto ends
-bitwise identical to an uninterrupted run."""
+bitwise identical to an uninterrupted run, in either checkpoint format (full, or DCP shards)."""
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from benchmark.core.checkpoint import verify
 from benchmark.core.testing import single_thread
 from benchmark.training.testing import FaultyReward, TinyReward, tiny_config
 from benchmark.training.trainer import NonFiniteStop, train
+from tests.benchmark.training.helpers import checkpoint_state
 
 ARGS = ["schedule.iterations=4", "checkpoint.every=1", "checkpoint.keep=10", "optim.lr=1e-2"]
 
@@ -23,16 +22,6 @@ ARGS = ["schedule.iterations=4", "checkpoint.every=1", "checkpoint.keep=10", "op
 def _one_thread():
     with single_thread():
         yield
-
-
-def ckpt_state(ckpt: Path) -> dict:
-    """Everything a checkpoint holds that must match: model, EMA, optimiser and trainer state."""
-    model = {}
-    for f in sorted((ckpt / "transformer").glob("*.safetensors")):
-        model.update(load_file(str(f)))
-    optim = torch.load(ckpt / "optimizer.pt", weights_only=True)
-    return {"model": model, "ema": load_file(str(ckpt / "ema.safetensors")), "optim": optim,
-            "state": torch.load(ckpt / "trainer.pt", weights_only=False)["state"]}
 
 
 def assert_equal_states(a, b):
@@ -53,7 +42,7 @@ def test_one_non_finite_step_is_skipped(tmp_path):
     result = train(cfg, reward, on_step=reward.on_step)
     assert result.status == "finished" and result.step == 4
     root = tmp_path / "run" / "checkpoints"
-    s1, s2, s3 = (ckpt_state(root / f"step_00000{i}") for i in (1, 2, 3))
+    s1, s2, s3 = (checkpoint_state(root / f"step_00000{i}") for i in (1, 2, 3))
     # step 2 changed nothing: parameters, EMA and AdamW state are those of step 1
     assert_equal_states({**s2, "state": None}, {**s1, "state": None})
     assert s2["state"]["skipped_total"] == 1 and s2["state"]["consecutive_skips"] == 1
@@ -77,7 +66,7 @@ def test_non_finite_every_step_stops_with_message_and_checkpoint(tmp_path):
     from benchmark.core.backbones.tiny import tiny_flux
 
     initial = tiny_flux(height=32, width=32).transformer.state_dict()
-    saved = ckpt_state(ckpt)["model"]
+    saved = checkpoint_state(ckpt)["model"]
     assert all(torch.equal(initial[k], saved[k]) for k in initial)
 
 
@@ -98,9 +87,10 @@ print("STATUS", result.status, result.step)
 """
 
 
+@pytest.mark.parametrize("fmt", ["full", "sharded"])
 @pytest.mark.parametrize("mode", ["term", "kill"])
-def test_interrupted_run_resumes_bitwise(tmp_path, mode):
-    args = ARGS + ["checkpoint.every=2"]
+def test_interrupted_run_resumes_bitwise(tmp_path, mode, fmt):
+    args = ARGS + ["checkpoint.every=2", f"checkpoint.format={fmt}"]
     script = tmp_path / "run_train.py"
     script.write_text(SCRIPT.format(args=args))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -119,4 +109,4 @@ def test_interrupted_run_resumes_bitwise(tmp_path, mode):
                     on_step=lambda step, row: steps_run.append(step))
     assert resumed.status == "finished" and resumed.step == 4 and steps_run == [3, 4]
     straight = train(tiny_config(tmp_path / "b", "flux", "leapalign", args), TinyReward())
-    assert_equal_states(ckpt_state(resumed.checkpoint), ckpt_state(straight.checkpoint))
+    assert_equal_states(checkpoint_state(resumed.checkpoint), checkpoint_state(straight.checkpoint))
