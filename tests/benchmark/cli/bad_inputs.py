@@ -624,6 +624,24 @@ def bench_cases() -> list[Case]:
     ]
 
 
+def plan_cases() -> list[Case]:
+    return [
+        Case("plan/file-missing", ["plan", "{tmp}/none.yaml"], "FILE"),
+        Case("plan/world-size-zero", ["plan", "{config}", "--world-size", "0"], "--world-size"),
+        Case("plan/gpu-mem-negative", ["plan", "{config}", "--gpu-mem-gb", "-8"], "--gpu-mem-gb"),
+        Case("plan/override-unknown", ["plan", "{config}", "method.alpah=0.1"], "method.alpah"),
+    ]
+
+
+def export_cases() -> list[Case]:
+    return [
+        Case("export/run-missing", ["export", "{tmp}/none", "--out", "{tmp}/x"], "{tmp}/none"),
+        Case("export/step-missing", ["export", "{run}", "--step", "99", "--out", "{tmp}/x"], "--step", run_copy()),
+        Case("export/out-exists", ["export", "{run}", "--out", "{run}"], "--out", run_copy()),
+        Case("export/all-damaged", ["export", "{run}", "--out", "{tmp}/x"], "checkpoint", run_copy("all")),
+    ]
+
+
 def general_cases() -> list[Case]:
     return [
         Case("cli/no-command", [], ""),
@@ -633,5 +651,6 @@ def general_cases() -> list[Case]:
 
 
 CASES = (train_values() + embed_cases() + sample_cases() + score_cases() + table_cases() + report_cases() + plot_cases()
-         + geneval_prompt_cases() + sweep_cases() + demo_cases() + bench_cases() + general_cases())
+         + geneval_prompt_cases() + sweep_cases() + demo_cases() + bench_cases() + plan_cases() + export_cases()
+         + general_cases())
 assert len({c.name for c in CASES}) == len(CASES), "case names must be unique"
