@@ -8,6 +8,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from benchmark.core import sharded
 from benchmark.core.testing import PROMPTS, tiny_cache
 from benchmark.training.testing import TINY_METHODS, tiny_tree
 
@@ -33,7 +34,11 @@ def tiny_spec(tmp: Path, name: str = "tiny", methods=("refl", "drtune", "leapali
 
 
 def final_parameters(ckpt: Path) -> dict:
-    """A checkpoint's transformer (or LoRA adapter) tensors and its EMA tensors (``ema.`` + name)."""
+    """A checkpoint's transformer (or LoRA adapter) tensors and its EMA tensors (``ema.`` + name), from either
+    format: the gathered files, or the DCP shards an FSDP2 run writes (read whole in this process)."""
+    if sharded.is_sharded(ckpt):
+        parts = {part: sharded.read_part(ckpt, part, list(sharded.tensor_specs(ckpt, part))) for part in ("model", "ema")}
+        return {**parts["model"], **{f"ema.{k}": v for k, v in parts["ema"].items()}}
     out = {}
     for file in sorted((ckpt / "transformer").glob("*.safetensors")) + sorted((ckpt / "lora").glob("*.safetensors")):
         out.update(load_file(str(file)))
