@@ -23,6 +23,7 @@ from benchmark.core.errors import ConfigError
 from benchmark.core.io import atomic_write_text
 from benchmark.training.config import RunConfig
 from benchmark.training.plan import Prediction, predict
+from benchmark.training.telemetry import read_json_or_empty
 from sweeps.spec import Spec
 from sweeps.stages import training_config
 
@@ -68,7 +69,7 @@ def run_configs(spec: Spec) -> list[tuple[str, RunConfig]]:
 def plan_runs(runs: list[tuple[str, RunConfig, int]], cache: Path | None = None,
               progress: Callable[[Planned], None] | None = None) -> list[Planned]:
     """One prediction per distinct memory setting, reused from (and saved to) ``cache`` when given."""
-    stored = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    stored = read_json_or_empty(cache) if cache is not None else {}  # a damaged cache is traced again
     done: dict[str, Prediction] = {}
     out = []
     for name, cfg, world in runs:
