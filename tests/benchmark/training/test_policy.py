@@ -84,7 +84,7 @@ torch.set_num_threads(1)
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 result = train(tiny_config(sys.argv[1], "flux", "grpo", sys.argv[2:]), TinyReward())
-print("DONE", result.status, result.step)
+sys.stdout.write(f"DONE {result.status} {result.step}\\n"); sys.stdout.flush()  # one write: ranks share the pipe
 """
 
 # groups of 2 spread over both ranks (micro-batches of 1), 2 passes over each rollout batch of one optimiser step

@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 result = train(tiny_config(sys.argv[1], "flux", "leapalign", sys.argv[3:]), TinyReward(), resume=sys.argv[2])
-print("DONE", result.status, result.step)
+sys.stdout.write(f"DONE {result.status} {result.step}\\n"); sys.stdout.flush()  # one write: ranks share the pipe
 """
 
 COMMON = ["schedule.global_batch=4", "schedule.micro_batch=1", "checkpoint.every=1", "checkpoint.keep=5",
