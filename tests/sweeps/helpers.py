@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
-
-from benchmark.core import sharded
 from benchmark.core.testing import PROMPTS, tiny_cache
 from benchmark.training.testing import TINY_METHODS, tiny_tree
 
@@ -31,19 +28,6 @@ def tiny_spec(tmp: Path, name: str = "tiny", methods=("refl", "drtune", "leapali
         "slurm": {"gpus_per_node": 0, "cpus_per_task": 1, "time": 20, "signal_delay_s": 30},
         "collect": {"layout": "rewards", "reference": None, "baseline": "pretrained", "resamples": 50},
     }
-
-
-def final_parameters(ckpt: Path) -> dict:
-    """A checkpoint's transformer (or LoRA adapter) tensors and its EMA tensors (``ema.`` + name), from either
-    format: the gathered files, or the DCP shards an FSDP2 run writes (read whole in this process)."""
-    if sharded.is_sharded(ckpt):
-        parts = {part: sharded.read_part(ckpt, part, list(sharded.tensor_specs(ckpt, part))) for part in ("model", "ema")}
-        return {**parts["model"], **{f"ema.{k}": v for k, v in parts["ema"].items()}}
-    out = {}
-    for file in sorted((ckpt / "transformer").glob("*.safetensors")) + sorted((ckpt / "lora").glob("*.safetensors")):
-        out.update(load_file(str(file)))
-    out.update({f"ema.{k}": v for k, v in load_file(str(ckpt / "ema.safetensors")).items()})
-    return out
 
 
 def make_dummy_paths(root: Path) -> dict[str, str]:

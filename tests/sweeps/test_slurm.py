@@ -27,7 +27,8 @@ from sweeps.launcher import launch
 from sweeps.records import read_records
 from sweeps.spec import load_spec
 from sweeps.status import last_metrics, sweep_status
-from tests.sweeps.helpers import final_parameters, tiny_spec
+from tests.benchmark.training.helpers import checkpoint_weights
+from tests.sweeps.helpers import tiny_spec
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +190,7 @@ def multi_task_spec(tmp: Path, name: str, iterations: int, pretrained: bool) -> 
 
 def assert_same_parameters(ours: Path, theirs: Path) -> float:
     """Parameters and EMA of two checkpoints equal to float32 round-off; returns the largest difference."""
-    a, b = final_parameters(ours), final_parameters(theirs)
+    a, b = checkpoint_weights(ours), checkpoint_weights(theirs)
     assert a.keys() == b.keys() and len(a) > 4
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
