@@ -14,9 +14,19 @@ import math  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from benchmark.core.testing import single_thread  # noqa: E402
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 GENEVAL_LABELS = ["person", "dog", "wall-other-merged", "mouse"]  # a stuff label (dropped) and an alias
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread for the test (tiny tensors: more threads only spin against other processes); a module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ import torch
 import methods.grpo as grpo
 from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
 from benchmark.core.seeding import seeded
-from benchmark.core.testing import single_thread
 from benchmark.training import policy
 from benchmark.training.config import config_from_dict
 from benchmark.training.trainer import Trainer
@@ -41,10 +40,7 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 TOL = dict(rtol=1e-12, atol=1e-13)  # float64: the two codes order their arithmetic differently
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_flow(seed=0):

@@ -9,7 +9,6 @@ import torch
 from benchmark.core.backbones.toy import ToyBackbone
 from benchmark.core.engine import rollout
 from benchmark.core.errors import ConfigError
-from benchmark.core.testing import single_thread
 from benchmark.core.toy_data import preferred
 from benchmark.training.config import check_run, config_from_dict
 from benchmark.training.data import make_batches, open_prompts
@@ -21,10 +20,7 @@ from evaluators.rewards.weighted import WeightedReward
 BASE_TOY = "benchmark/cli/demo/base_toy"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_tree(tmp_path, iterations):

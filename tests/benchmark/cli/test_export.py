@@ -21,10 +21,7 @@ from benchmark.training.trainer import train
 ARGS = ["schedule.iterations=2", "checkpoint.every=1", "optim.lr=1e-2", "optim.ema_decay=0.5"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

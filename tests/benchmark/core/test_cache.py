@@ -13,13 +13,9 @@ from benchmark.core.backbones.sd3 import SD3Cond
 from benchmark.core.cache import EmbeddingCache, prompt_key, write_cache
 from benchmark.core.errors import ConfigError
 from benchmark.core.prompts import load_prompts
-from benchmark.core.testing import PROMPTS, fake_encoder, single_thread, tiny_flux_pipeline
+from benchmark.core.testing import PROMPTS, fake_encoder, tiny_flux_pipeline
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_prompt_formats(tmp_path):

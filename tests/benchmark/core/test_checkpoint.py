@@ -10,15 +10,10 @@ from diffusers import FluxPipeline, FluxTransformer2DModel
 from benchmark.core.backbones.flux import FluxCond
 from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
 from benchmark.core.checkpoint import latest_valid, list_checkpoints, verify
-from benchmark.core.testing import single_thread
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def velocity_inputs(backbone):

@@ -15,14 +15,9 @@ from benchmark.core.backbones.flux import FluxCond
 from benchmark.core.backbones.tiny import POOLED_DIM, TEXT_DIM, tiny_flux
 from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
 from benchmark.core.engine import NoGradPlan, Trajectory, euler_step, rollout
-from benchmark.core.testing import single_thread
 from methods import build_method
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():  # tiny tensors: more threads only spin against other processes
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def frozen_rollout(model, cond, x_T, sigmas, plan):

@@ -22,13 +22,8 @@ from benchmark.core.engine import (
     step_kl,
     step_logprob,
 )
-from benchmark.core.testing import single_thread
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():  # tiny tensors: more threads only spin against other processes
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 MU = torch.tensor([1.0, -0.5], dtype=torch.float64)

@@ -17,10 +17,7 @@ from benchmark.training.trainer import train
 ARGS = ["schedule.iterations=3", "checkpoint.every=1", "checkpoint.keep=2", "optim.lr=1e-2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

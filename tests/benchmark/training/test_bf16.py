@@ -20,7 +20,7 @@ from benchmark.cli import main
 from benchmark.core.backbones.tiny import tiny_flux
 from benchmark.core.cache import EmbeddingCache
 from benchmark.core.engine import rollout
-from benchmark.core.testing import PROMPTS, single_thread, tiny_cache
+from benchmark.core.testing import PROMPTS, tiny_cache
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 from evaluators.rewards.tiny import tiny_reward
@@ -28,10 +28,7 @@ from evaluators.rewards.tiny import tiny_reward
 BF16 = ["train.autocast=true", "train.autocast_cpu=true"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def metrics(run_dir):

@@ -7,15 +7,11 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.core.testing import single_thread, tiny_cache
+from benchmark.core.testing import tiny_cache
 from benchmark.training.config import config_from_dict, dump_config, load_config
 from benchmark.training.testing import tiny_tree
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -11,17 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 from benchmark.core.backbones.tiny import tiny_flux
-from benchmark.core.testing import single_thread
 from benchmark.training.data import make_batches, open_prompts
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 from evaluators.rewards.weighted import WeightedReward
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shared_noise_gives_a_group_one_x_T(tmp_path):

@@ -3,7 +3,6 @@
 restarted, a truncated last telemetry line is dropped on resume, and non-finite weights are never checkpointed."""
 
 import math
-
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from safetensors.torch import load_file
 
 from benchmark.core.checkpoint import list_checkpoints
 from benchmark.core.errors import ConfigError
-from benchmark.core.testing import single_thread
 from benchmark.training.config import dump_config
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import NonFiniteStop, train
@@ -21,10 +19,7 @@ from benchmark.training.trainer import NonFiniteStop, train
 ARGS = ["schedule.iterations=2", "checkpoint.every=1", "checkpoint.keep=5", "logging.grad_parts_every=0"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from benchmark.core.backbones.tiny import tiny_flux, tiny_sd3
 from benchmark.core.cache import EmbeddingCache
 from benchmark.core.engine import rollout
 from benchmark.core.errors import ConfigError
-from benchmark.core.testing import single_thread
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 
@@ -19,10 +18,7 @@ METHODS = ["refl", "draft_lv", "drtune", "leapalign", "full_backprop"]
 BUILD = {"flux": tiny_flux, "sd3": tiny_sd3}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @torch.no_grad()

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from benchmark.core.checkpoint import verify
-from benchmark.core.testing import single_thread
 from benchmark.training.testing import FaultyReward, TinyReward, tiny_config
 from benchmark.training.trainer import NonFiniteStop, train
 from tests.benchmark.training.helpers import checkpoint_state
@@ -18,10 +17,7 @@ from tests.benchmark.training.helpers import checkpoint_state
 ARGS = ["schedule.iterations=4", "checkpoint.every=1", "checkpoint.keep=10", "optim.lr=1e-2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_equal_states(a, b):
