@@ -119,7 +119,8 @@ class Method(Protocol):
     noise (GRPO's groups); ``needs_reference`` (False): the loop hands the loss a frozen copy of the initial
     model as ``LossContext.reference``; ``uses_iteration`` (False): ``start`` receives the optimiser step as
     ``iteration=`` (MixGRPO's sliding window); ``gradient_parts()`` ({}): variants of the method whose gradients
-    are parts of its own (LeapAlign: the single-step part of Eq. 18), logged as gradient norms.
+    are parts of its own (LeapAlign: the single-step part of Eq. 18), logged as gradient norms;
+    ``peak_choices(T)`` ({}): the pinned draws of the heaviest rollout (ReFL's and DRTune's earliest stop).
     ``shared_noise`` (False): the samples of a group start from one x_T (DanceGRPO's ``--init_same_noise``);
     ``time_grid`` (the backbone's schedule, sigma itself): the sigmas of the training rollouts and the time the
     model is told (``benchmark.core.backbones.base.TimeGrid``); ``updates`` (None): sample the whole batch
@@ -139,6 +140,11 @@ class Method(Protocol):
     def start(self, T: int, generator: torch.Generator | None = None, **pinned: Any) -> MethodStep: ...
 
     def gradient_parts(self) -> dict[str, Method]:
+        return {}
+
+    def peak_choices(self, T: int) -> dict[str, Any]:
+        """The pinned choices of the rollout that keeps the most in memory, for ``start`` (what ``leapbench plan``
+        traces and ``bench memory`` measures: a run's peak is its heaviest step); {} where no draw changes it."""
         return {}
 
     def advantages(self, rewards: Tensor, parts: dict[str, tuple[Tensor, float]]) -> Tensor:

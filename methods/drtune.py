@@ -81,3 +81,7 @@ class DRTune(Method):
         check_steps("t_min", t_min, 1, T)
         check_steps("s", s, 1, T - (K - 1) * stride)
         return DRTuneStep(t_min, tuple(s + i * stride for i in range(K)))
+
+    def peak_choices(self, T: int) -> dict[str, int]:
+        """t_min = s = 1: all K training timesteps are reached (1, 1 + floor(T / K), ...) on the longest rollout."""
+        return {"t_min": 1, "s": 1}

@@ -194,7 +194,7 @@ class GRPOStep(StepDefaults):
         self.method, self.cfg = method, method.cfg
         self.sde, self.trainable = frozenset(sde), trainable
         self.trained = trained if isinstance(trained, tuple) else None
-        self.table = trained if isinstance(trained, Tensor) else None
+        self.table = [tuple(row) for row in trained.tolist()] if isinstance(trained, Tensor) else None
         self.old_logprob, self.advantages = old_logprob, advantages
         self.checkpoint, self.diffusion = self.cfg.checkpoint, self.cfg.diffusion
         self.scores: Scores | None = None
@@ -217,18 +217,20 @@ class GRPOStep(StepDefaults):
             self.scores = r.detach(), {k: (s.detach(), w) for k, (s, w) in parts.items()}
         return self.scores
 
-    def trained_steps(self, B: int, generator: torch.Generator | None) -> Tensor:
-        """[B, n] timesteps trained per sample; ``per_sample`` draws them on first use from the micro-batch's
-        generator, as DanceGRPO does: ``torch.randperm`` of the trainable steps per sample, its first n entries."""
+    def trained_steps(self, B: int, generator: torch.Generator | None) -> list[tuple[int, ...]]:
+        """The timesteps trained per sample (B rows of n, as Python ints: which steps to evaluate is decided on the
+        host); ``per_sample`` draws them on first use from the micro-batch's generator, as DanceGRPO does:
+        ``torch.randperm`` of the trainable steps per sample, its first n entries."""
         if self.trained is not None:
-            return torch.tensor(self.trained).expand(B, -1)
+            return [self.trained] * B
         if self.table is None:
             n = trained_count(self.cfg.train_fraction, len(self.trainable))
             device = generator.device if generator is not None else "cpu"
-            rows = [torch.randperm(len(self.trainable), generator=generator, device=device)[:n].cpu() for _ in range(B)]
-            self.table = torch.tensor(self.trainable)[torch.stack(rows)]
+            draws = [torch.randperm(len(self.trainable), generator=generator, device=device)[:n].tolist()
+                     for _ in range(B)]
+            self.table = [tuple(self.trainable[i] for i in row) for row in draws]
         if len(self.table) != B:
-            raise ConfigError("trained", f"one row of timesteps per sample ({B})", self.table.tolist())
+            raise ConfigError("trained", f"one row of timesteps per sample ({B})", self.table)
         return self.table
 
     def loss(self, traj: Trajectory, ctx: LossContext) -> tuple[Tensor, dict[str, Any]]:
@@ -240,9 +242,9 @@ class GRPOStep(StepDefaults):
         A = A.to(r.device, torch.float64).clamp(-cfg.adv_clip, cfg.adv_clip)
         table = self.trained_steps(len(r), ctx.generator)
         terms, ratios, kls = [], [], []
-        for t in sorted(set(table.flatten().tolist()), reverse=True):
-            rows = (table == t).any(1)
-            index = None if bool(rows.all()) else rows.nonzero().squeeze(1).to(r.device)
+        for t in sorted({t for row in table for t in row}, reverse=True):
+            rows = [i for i, row in enumerate(table) if t in row]
+            index = None if len(rows) == len(table) else torch.tensor(rows, device=r.device)
             term, ratio, kl = self.step_loss(traj, ctx, t, index, A if index is None else A[index])
             terms.append(term)
             ratios.append(ratio.detach())
@@ -253,7 +255,7 @@ class GRPOStep(StepDefaults):
         metrics = {**reward_metrics(r), "advantage_abs": A.abs().mean().item(),
                    "ratio_dev": (rho - 1).abs().max().item(),
                    "clip_frac": ((rho - 1).abs() > cfg.clip_range).double().mean().item(),
-                   "trained_steps": sorted({int(t) for t in table.flatten().tolist()}, reverse=True),
+                   "trained_steps": sorted({t for row in table for t in row}, reverse=True),
                    **self.choices}
         if kls:
             metrics["kl"] = torch.cat(kls).mean().item()
@@ -324,12 +326,7 @@ class GRPO(Method):
         """Pins: ``trained`` (timesteps, or one list per sample), ``old_logprob`` ({t: [B]} log pi_old),
         ``advantages`` ([B], before clipping)."""
         cfg = self.cfg
-        cfg.validate(T)
-        if cfg.window is not None:
-            sde = cfg.window.steps(T, iteration, cfg.exclude_last)
-        else:
-            sde = tuple(range(T, 0, -1))
-        trainable = tuple(t for t in sde if t > cfg.exclude_last)
+        sde, trainable = self.sde_steps(T, iteration)
         if trained is None and cfg.train_steps != "per_sample":
             n = trained_count(cfg.train_fraction, len(trainable))
             order = torch.randperm(len(trainable), generator=generator)[:n] if cfg.train_steps == "random" else range(n)
@@ -342,6 +339,19 @@ class GRPO(Method):
             trained = tuple(steps.tolist()) if steps.dim() == 1 else steps
         window_start = T - sde[0] if cfg.window is not None else None
         return GRPOStep(self, sde, trainable, trained, old_logprob, advantages, window_start)
+
+    def sde_steps(self, T: int, iteration: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The rollout's stochastic steps (MixGRPO: its window at ``iteration``) and the trainable ones among them."""
+        cfg = self.cfg
+        cfg.validate(T)
+        sde = cfg.window.steps(T, iteration, cfg.exclude_last) if cfg.window is not None else tuple(range(T, 0, -1))
+        return sde, tuple(t for t in sde if t > cfg.exclude_last)
+
+    def peak_choices(self, T: int) -> dict[str, Any]:
+        """The first rollout (MixGRPO's first window) training its first n trainable steps on every sample: every
+        draw trains n evaluations per sample (a per-sample draw spreads the same count over the rows)."""
+        _, trainable = self.sde_steps(T, 1)
+        return {"iteration": 1, "trained": list(trainable[:trained_count(self.cfg.train_fraction, len(trainable))])}
 
     def advantages(self, rewards: Tensor, parts: Mapping[str, tuple[Tensor, float]]) -> Tensor:
         """Group-relative advantages of a rollout batch (groups: G consecutive samples), or the weighted sum of each

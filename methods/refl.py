@@ -61,3 +61,7 @@ class ReFL(Method):
             t_min = randint(1, self.cfg.m, generator)
         check_steps("t_min", t_min, 1, T)
         return ReFLStep(t_min)
+
+    def peak_choices(self, T: int) -> dict[str, int]:
+        """t_min = 1: the longest rollout (one kept evaluation whatever t_min is)."""
+        return {"t_min": 1}

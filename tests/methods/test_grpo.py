@@ -9,17 +9,13 @@ from torch.func import functional_call, grad
 from benchmark.core.backbones.toy import ToyBackbone, ToyConfig
 from benchmark.core.engine import rollout
 from benchmark.core.errors import ConfigError
-from benchmark.core.testing import single_thread
 from methods import LossContext, build_method, method_config
 from methods.grpo import WindowConfig, group_advantages
 
 T = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():  # tiny tensors: more threads only spin against other processes
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy(seed, dtype="float64"):
@@ -186,6 +182,20 @@ def test_rollout_keeps_nothing_and_the_loss_only_the_trained_steps(checkpoint):
     assert counter.grad == 3 * (2 if checkpoint else 1)  # checkpointing recomputes the 3 kept forwards
 
 
+
+@pytest.mark.parametrize("preset", ["dancegrpo", "mixgrpo", "flowgrpo"])
+def test_peak_choices_train_as_many_evaluations_as_a_draw(preset):
+    """The pinned heaviest rollout of a preset (what ``leapbench plan`` traces) trains the same number of
+    evaluations per sample as the preset's own draws (DanceGRPO: a permutation per sample), at iteration 1."""
+    method = build_method({"name": "grpo", "preset": preset})
+    T_ = 16
+    pins = method.peak_choices(T_)
+    pinned, drawn = method.start(T_, **pins), method.start(T_, torch.Generator().manual_seed(3), iteration=1)
+    rows = drawn.trained_steps(2, torch.Generator().manual_seed(4))
+    assert pins["iteration"] == 1 and pinned.trained_steps(2, None) == [tuple(pins["trained"])] * 2
+    assert [len(r) for r in rows] == [len(pins["trained"])] * 2 and set(pins["trained"]) <= set(drawn.trainable)
+
+
 BAD = [
     ({"group_size": 1}, "method.group_size", ">= 2"),
     ({"eta": 0}, "method.eta", "> 0"),
@@ -233,9 +243,9 @@ def test_exclusions_and_per_sample_steps():
     step = method.start(T)
     assert step.trainable == (6, 5, 4, 3, 2) and step.trained is None
     table = step.trained_steps(4, torch.Generator().manual_seed(0))
-    assert table.shape == (4, 3) and 1 not in table.tolist() and len({tuple(r) for r in table.tolist()}) > 1
+    assert [len(r) for r in table] == [3] * 4 and all(1 not in r for r in table) and len(set(table)) > 1
     pinned = method.start(T, trained=[[6, 2], [3, 4]])
-    assert pinned.trained_steps(2, None).tolist() == [[6, 2], [4, 3]]
+    assert pinned.trained_steps(2, None) == [(6, 2), (4, 3)]
     with pytest.raises(ConfigError, match="one row of timesteps per sample"):
         pinned.trained_steps(3, None)
     with pytest.raises(ConfigError, match="trainable SDE steps"):

@@ -77,3 +77,25 @@ def test_full_backprop_checkpointing_recomputes_instead_of_storing():
         grads[checkpoint] = torch.cat([p.grad.flatten() for p in backbone.transformer.parameters() if p.grad is not None])
         assert counter.grad == (10 if checkpoint else 5)
     assert torch.allclose(grads[True], grads[False], rtol=1e-12, atol=0)
+
+
+def evaluations(cfg, pinned) -> tuple[int, int]:
+    """(kept, all) velocity evaluations of one step of ``cfg`` with ``pinned`` choices on the toy."""
+    backbone = ToyBackbone(ToyConfig(cond_dim=2))
+    counter = run_step(backbone, torch.randn(2, 2), cfg, **pinned)
+    return counter.grad, counter.grad + counter.no_grad
+
+
+@pytest.mark.parametrize("cfg, draws", [
+    ({"name": "refl", "m": 11}, [{"t_min": t} for t in range(1, 12)]),
+    ({"name": "drtune", "K": 2, "m": 11}, [{"t_min": t, "s": s} for t in range(1, 12) for s in range(1, 14)]),
+    ({"name": "drtune", "K": 3, "m": 5}, [{"t_min": t, "s": s} for t in range(1, 6) for s in range(1, 10)]),
+    ({"name": "leapalign"}, [{"k": k, "j": j} for k in (25, 9, 2) for j in range(1, k)]),
+    ({"name": "draft_lv", "n": 2}, [{}]),
+])
+def test_peak_choices_are_the_heaviest_draw(cfg, draws):
+    """``Method.peak_choices`` (what ``leapbench plan`` traces and ``bench memory`` measures) keeps as many
+    evaluations as the heaviest of every possible draw, and rolls out as far: the most kept, then the most in all."""
+    method = build_method(cfg)
+    heaviest = max(evaluations(cfg, d) for d in draws)
+    assert evaluations(cfg, method.peak_choices(T)) == heaviest
