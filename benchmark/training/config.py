@@ -321,15 +321,7 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
 
     ``allow_config_change``: resume even when the config changes what the run trained (see ``check_same_training``).
     """
-    cfg.method.validate(cfg.schedule.num_steps)
-    cfg.method.check_reward(cfg.reward)  # e.g. GRPO's per-reward advantages need a weighted reward
-    s, method = cfg.schedule, build_method(cfg.method)
-    check_groups(s, method.group_size, method.updates is not None)
-    minibatches = method.updates.minibatches if method.updates is not None else 1
-    if s.global_batch % (world_size * s.micro_batch * minibatches):
-        per_step = f" x method.minibatches ({world_size} x {s.micro_batch} x {minibatches})" if minibatches > 1 else \
-            f" ({world_size} x {s.micro_batch})"
-        raise ConfigError("schedule.global_batch", f"a multiple of world size x micro batch{per_step}", s.global_batch)
+    check_batches(cfg, world_size)
     if cfg.lora and cfg.backbone.name == "toy":
         raise ConfigError("train.lora.rank", "0 for the toy backbone (LoRA needs a diffusers transformer)", cfg.train.lora.rank)
     if cfg.lora and cfg.checkpoint.format == "sharded":
@@ -343,6 +335,20 @@ def check_run(cfg: RunConfig, world_size: int = 1, resume: str | None = None, ch
         raise ConfigError("logging.wandb", "the wandb package (pip install 'leapbench[wandb]'), or null", "not installed")
     if check_reward:
         reward_config(cfg.reward)
+
+
+def check_batches(cfg: RunConfig, world_size: int) -> None:
+    """The method's checks that need T or the reward section, and how the batch splits over ranks, micro-batches,
+    GRPO's groups and its optimiser steps per rollout."""
+    cfg.method.validate(cfg.schedule.num_steps)
+    cfg.method.check_reward(cfg.reward)  # e.g. GRPO's per-reward advantages need a weighted reward
+    s, method = cfg.schedule, build_method(cfg.method)
+    check_groups(s, method.group_size, method.updates is not None)
+    minibatches = method.updates.minibatches if method.updates is not None else 1
+    if s.global_batch % (world_size * s.micro_batch * minibatches):
+        per_step = f" x method.minibatches ({world_size} x {s.micro_batch} x {minibatches})" if minibatches > 1 else \
+            f" ({world_size} x {s.micro_batch})"
+        raise ConfigError("schedule.global_batch", f"a multiple of world size x micro batch{per_step}", s.global_batch)
 
 
 def check_groups(s: ScheduleConfig, group: int, batch_wide: bool) -> None:

@@ -1,13 +1,17 @@
 """Peak GPU memory of one training step, per rank, predicted before a job is submitted (``leapbench plan``).
 
 The step is the trainer's (``Trainer.forward_backward`` and ``optimizer_step``): the method's rollout, its loss
-through the VAE and the reward, backward, gradient clipping, AdamW and the EMA, at the run config's backbone,
-resolution, micro-batch, method, T, LoRA or full fine-tuning, dtypes, activation checkpointing and FSDP2
-world size. It runs on tensors without data: the real-size transformer (FLUX.1-dev, SD3.5-Medium), VAE and
-reward built on the meta device (``benchmark.core.backbones.real``, ``evaluators.rewards.architectures``); under
-FSDP2 as fake CPU tensors (FakeTensorMode) on a fake process group of the world size, this process being
-rank 0, so that FSDP2 itself shards, gathers and reduce-scatters. ``benchmark.core.memtrace`` counts the live
-bytes and applies what a CUDA run decides (bf16 autocast with CUDA's operator lists, flash attention).
+through the VAE and the reward, backward, gradient clipping, AdamW and the EMA; for a method that samples
+before it learns (the GRPO peers, ``benchmark.training.policy``) every micro-batch of the rank sampled without
+gradient and kept, then the first optimiser step's micro-batches with loss and backward. The method's random
+choices are those of its heaviest rollout (``Method.peak_choices``: a run's peak is its heaviest step). All at
+the run config's backbone, resolution, micro-batch, method, T, LoRA or full fine-tuning, dtypes, activation
+checkpointing and FSDP2 world size. It runs on tensors without data: the real-size transformer (FLUX.1-dev,
+SD3.5-Medium), VAE and reward built on the meta device (``benchmark.core.backbones.real``,
+``evaluators.rewards.architectures``); under FSDP2 as fake CPU tensors (FakeTensorMode) on a fake process
+group of the world size, this process being rank 0, so that FSDP2 itself shards, gathers and reduce-scatters.
+``benchmark.core.memtrace`` counts the live bytes and applies what a CUDA run decides (bf16 autocast with CUDA's
+operator lists, flash attention).
 
 The step is taken in steady state: AdamW's moments, the EMA and the frozen models exist before it; with
 gradient accumulation the traced micro-batches are the first and the last (gradients exist from the first,
@@ -19,7 +23,10 @@ Exact where tensors decide: a no-grad velocity evaluation's memory depends only 
 the second one is measured and the rest replay its transient, which makes a trace cost the evaluations a
 method keeps, not T. Not modelled: memory a kernel allocates internally (cuBLAS/flash workspaces, tens of
 MB), the caching allocator's rounding and fragmentation (``torch.cuda.memory_reserved`` runs above
-``max_memory_allocated`` by some percent), the CUDA context (about 0.5 GB) and NCCL's buffers.
+``max_memory_allocated`` by some percent), the CUDA context (about 0.5 GB) and NCCL's buffers, and host
+memory: autograd's graph (its nodes and saved-variable records, several hundred bytes per operator kept for
+backward) lives in host RAM beside a GPU run, and in the same RAM on a CPU, where ``bench memory`` therefore
+checks the prediction against the CPU allocator's peak (tensors only, as ``max_memory_allocated``), not RSS.
 """
 
 from __future__ import annotations
@@ -38,16 +45,17 @@ from torch.utils.checkpoint import checkpoint
 
 from benchmark.core import distributed
 from benchmark.core.backbones.real import meta_backbone, text_conditioning
-from benchmark.core.engine import rollout
+from benchmark.core.engine import Trajectory, rollout
 from benchmark.core.errors import ConfigError
 from benchmark.core.memtrace import CudaPolicy, MemoryTracker, tensors_of, under_policy
 from benchmark.core.seeding import seeded
-from benchmark.training.config import RunConfig
+from benchmark.training.config import RunConfig, check_batches
 from benchmark.training.ema import EMA
 from benchmark.training.trainer import frozen_reference, prepare_model
 from evaluators.rewards.architectures import architecture
 from evaluators.rewards.config import RewardConfig
 from methods import LossContext, build_method
+from methods.base import MethodStep, Updates
 
 CATEGORIES = ("parameters", "gradients", "optimizer", "EMA", "activations", "trajectory")
 PROMPT = "a photo of a red cat sitting on a wooden table next to a blue vase"
@@ -93,11 +101,7 @@ def check_plannable(cfg: RunConfig, world_size: int) -> RewardConfig:
         raise ConfigError("backbone.name", "flux or sd3 to plan", cfg.backbone.name)
     if world_size < 1:
         raise ConfigError("--world-size", "an integer >= 1", world_size)
-    cfg.method.validate(cfg.schedule.num_steps)
-    s = cfg.schedule
-    if s.micro_batch % cfg.method.group_size or s.global_batch % (world_size * s.micro_batch):
-        raise ConfigError("schedule.global_batch", f"a multiple of world size x micro batch ({world_size} x "
-                          f"{s.micro_batch}), micro batch a multiple of method.group_size", s.global_batch)
+    check_batches(cfg, world_size)
     from benchmark.core.configs import typed  # the reward section as RewardConfig, its paths unchecked
 
     reward = typed(RewardConfig, cfg.reward, "reward")
@@ -188,20 +192,104 @@ def trace_step(cfg: RunConfig, reward_cfg: RewardConfig, world_size: int, fsdp: 
                                     cfg.distributed.fsdp_param_dtype, cfg.distributed.fsdp_reduce_dtype)
     backbone.transformer = model
     frozen = [backbone.vae, reward] + ([reference.transformer] if reference is not None else [])
-    T, micro_batches = cfg.schedule.num_steps, min(cfg.accumulation(world_size), 2)
-    sigmas = backbone.schedule(T)
-    steps = [method.start(T, seeded(cfg.seed, "choice", 1), **({"iteration": 1} if method.uses_iteration else {}))
-             for _ in range(micro_batches)]  # drawn on the CPU, as the trainer does: the choices are real
+    T, accumulation = cfg.schedule.num_steps, cfg.accumulation(world_size)
+    pins = {"iteration": 1} if method.uses_iteration else {}
+    draws = accumulation if method.updates is not None else min(accumulation, 2)  # the micro-batches traced
+    steps = [method.start(T, seeded(cfg.seed, "choice", 1), **{**pins, **method.peak_choices(T)})
+             for _ in range(draws)]  # drawn on the CPU, as the trainer does: the choices are real
+    sigmas = method.time_grid.sigmas(backbone, T)
     # fake CPU tensors rather than meta ones: FSDP2 refuses meta parameters, autocast knows no meta device
     with FakeTensorMode(allow_non_fake_inputs=True):
         device = torch.device("cpu")
         for module in [model, *frozen]:
             module.to_empty(device=device)
-        return run_step(cfg, backbone, model, reward, reference, frozen, steps, sigmas, device, world_size, autocast,
-                        target, text_tokens)
+        return run_step(cfg, method, steps, backbone, model, reward, reference, frozen, sigmas.to(device), world_size,
+                        autocast, target, text_tokens)
 
 
-def run_step(cfg, backbone, model, reward, reference, frozen, steps, sigmas, device, world_size, autocast, target,
+@dataclass
+class Traced:
+    """What the traced micro-batches of a step share: the models, the conditioning, the tracker, the CUDA policy."""
+
+    cfg: RunConfig
+    backbone: Any
+    model: torch.nn.Module
+    flow: Any  # the backbone as the method's time grid calls it
+    reward: Any
+    reference: Any
+    cond: Any
+    sigmas: Tensor
+    tracker: MemoryTracker
+    autocast: bool
+    params: list[Tensor]
+
+    def context(self) -> LossContext:
+        prompts = [PROMPT] * self.cfg.schedule.micro_batch
+        return LossContext(model=self.flow, cond=self.cond, reference=self.reference,
+                           score=lambda x0: self.reward.score(self.backbone.decode(x0), prompts))
+
+    def cuda_autocast(self) -> contextlib.ExitStack:
+        """The trainer's autocast, with CUDA's decisions on top."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast("cpu", torch.bfloat16, enabled=self.autocast))
+        stack.enter_context(CudaPolicy(self.autocast))
+        return stack
+
+    def roll_out(self, mstep) -> Trajectory:
+        x_T = self.backbone.noise(self.cfg.schedule.micro_batch)
+        traj = rollout(self.flow, self.cond, x_T, self.sigmas, mstep)
+        self.tracker.label(tensors_of(traj.x) + tensors_of(traj.v) + tensors_of(traj.logprob), "trajectory")
+        return traj
+
+    def backward(self, loss: Tensor, accumulated: int) -> None:
+        if loss.requires_grad:
+            (loss / accumulated).backward()
+
+    def label_gradients(self) -> None:
+        self.tracker.label([p.grad for p in self.params if p.grad is not None] + unsharded_grads(self.model),
+                           "gradients")
+
+
+def direct_step(run: Traced, steps: list[MethodStep], accumulation: int) -> list:
+    """The reward-gradient loop's step: each micro-batch rolls out with its loss's graph and backpropagates
+    (with accumulation the first and the last micro-batch are traced: ``steps``)."""
+    for a, mstep in enumerate(steps):
+        with distributed.gradient_sync(run.model, sync=a == len(steps) - 1):
+            with run.cuda_autocast():
+                traj = run.roll_out(mstep)
+                loss, _ = mstep.loss(traj, run.context())
+            run.backward(loss, accumulation)
+            del traj, loss
+        run.label_gradients()
+    return []
+
+
+def policy_step(run: Traced, steps: list[MethodStep], updates: Updates) -> list:
+    """``benchmark.training.policy``'s step on this rank: every micro-batch rolled out without gradient and kept
+    (trajectory and rewards), then the first optimiser step's share of them with loss and backward (its first
+    and last micro-batch traced; the later optimiser steps repeat it). Returns the sampled micro-batches, which
+    live until the optimiser step."""
+    sampled = []
+    for mstep in steps:  # one per micro-batch of this rank
+        ctx = run.context()
+        with torch.no_grad(), run.cuda_autocast():
+            traj = run.roll_out(mstep)
+            mstep.observe(traj, ctx)
+        ctx.advantages = torch.ones(run.cfg.schedule.micro_batch, dtype=torch.float64)
+        sampled.append((mstep, traj, ctx))
+    per_update = len(steps) // updates.minibatches
+    traced = sampled[:per_update][:1] + sampled[1:per_update][-1:]
+    for a, (mstep, traj, ctx) in enumerate(traced):
+        with distributed.gradient_sync(run.model, sync=a == len(traced) - 1):
+            with run.cuda_autocast():
+                loss, _ = mstep.loss(traj, ctx)
+            run.backward(loss, per_update)
+            del loss
+        run.label_gradients()
+    return sampled
+
+
+def run_step(cfg, method, steps, backbone, model, reward, reference, frozen, sigmas, world_size, autocast, target,
              text_tokens) -> tuple[MemoryTracker, int, int]:
     named = [(n, p) for n, p in distributed.unwrap(model).named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -221,31 +309,20 @@ def run_step(cfg, backbone, model, reward, reference, frozen, steps, sigmas, dev
     tracker.add(ema.shadow, "EMA")
     label_gathered(model, tracker)
 
-    s = cfg.schedule
     accumulation = cfg.accumulation(world_size)
-    micro_batches = len(steps)
-    sigmas = sigmas.to(device)
-    prompts = [PROMPT] * s.micro_batch
     backbone.velocity = NoGradMemo(backbone, tracker, autocast)
     tracker.reset_peak()
     before = tracker.total
     with tracker:
-        cond = text_conditioning(cfg.backbone.name, s.micro_batch, device, torch.float32 if cfg.backbone.tiny else
-                                 torch.bfloat16, tiny=cfg.backbone.tiny, tokens=text_tokens)
-        for a, mstep in enumerate(steps):
-            sync = a == micro_batches - 1
-            ctx = LossContext(model=backbone, cond=cond, reference=reference,
-                              score=lambda x0: reward.score(backbone.decode(x0), prompts))
-            with distributed.gradient_sync(model, sync=sync):
-                with torch.autocast("cpu", torch.bfloat16, enabled=autocast), CudaPolicy(autocast):  # as the trainer's
-                    x_T = backbone.noise(s.micro_batch)
-                    traj = rollout(backbone, cond, x_T, sigmas, mstep)
-                    tracker.label(tensors_of(traj.x) + tensors_of(traj.v) + tensors_of(traj.logprob), "trajectory")
-                    loss, _ = mstep.loss(traj, ctx)
-                if loss.requires_grad:
-                    (loss / accumulation).backward()
-                del traj, loss
-            tracker.label([p.grad for p in params if p.grad is not None] + unsharded_grads(model), "gradients")
+        cond = text_conditioning(cfg.backbone.name, cfg.schedule.micro_batch, sigmas.device,
+                                 torch.float32 if cfg.backbone.tiny else torch.bfloat16, tiny=cfg.backbone.tiny,
+                                 tokens=text_tokens)
+        run = Traced(cfg, backbone, model, method.time_grid.model(backbone), reward, reference, cond, sigmas, tracker,
+                     autocast, params)
+        if method.updates is None:
+            kept = direct_step(run, steps, accumulation)
+        else:
+            kept = policy_step(run, steps, method.updates)
         with tracker.in_phase("optimizer"):
             clip = cfg.optim.grad_clip
             if clip is not None:
@@ -253,6 +330,7 @@ def run_step(cfg, backbone, model, reward, reference, frozen, steps, sigmas, dev
             optimizer.step()
             ema.update()
             optimizer.zero_grad(set_to_none=True)
+        del kept
     trained = sum(p.numel() for p in params)
     return tracker, before, trained
 

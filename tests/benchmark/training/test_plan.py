@@ -52,3 +52,16 @@ def test_lora_trains_only_the_adapters(tmp_path, single):
 def test_unplannable_config_is_refused(tmp_path, overrides, world, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         predict(tiny_config(tmp_path, overrides=overrides), world_size=world)
+
+
+def test_grpo_keeps_every_sampled_micro_batch(tmp_path):
+    """A policy-gradient step (``benchmark.training.policy``) samples all of its rank's micro-batches before the
+    first loss, so their trajectories are all live at the peak: twice the batch, exactly twice the trajectories;
+    the losses re-evaluate the trained steps with gradient, one micro-batch at a time (activations the same but
+    for each sampled micro-batch's kept rewards: a few bytes)."""
+    grpo = ["method.name=grpo", "method.group_size=2", "method.train_fraction=0.5", "schedule.micro_batch=1"]
+    runs = [predict(tiny_config(tmp_path, method="grpo", overrides=[*grpo, f"schedule.global_batch={n}"]))
+            for n in (4, 8)]
+    assert runs[0].split["trajectory"] > 0
+    assert runs[1].split["trajectory"] == 2 * runs[0].split["trajectory"]
+    assert 0 <= runs[1].split["activations"] - runs[0].split["activations"] <= 4 * 16
