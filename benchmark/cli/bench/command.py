@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, nargs="+", default=None, help="T values (memory: 10 25 50; else 25)")
     p.add_argument("--methods", nargs="+", default=None, choices=list(BENCH_METHODS))
     p.add_argument("--repeats", type=int, default=3, help="rollout, real: timed runs")
-    p.add_argument("--predict", action="store_true", help="memory: also the predicted step share (leapbench plan's)")
+    p.add_argument("--predict", action="store_true", help="memory, real: also the predicted step share (leapbench plan's)")
     p.add_argument("--rounds", type=int, default=15, help="step: alternating rounds of each step and its floor")
     p.add_argument("--ops", action="store_true", help="step: count the operators a step dispatches beyond its floor")
     p.add_argument("--threads", type=int, default=1,
@@ -100,7 +100,8 @@ def run_bench(args: argparse.Namespace) -> int:
         emit([exported], args.json, "exporting the W=2 sharded checkpoint in one process (bytes)")
         return 0
     if args.which == "real":
-        rows = run_real(args.resolutions, (args.steps or [25])[0], device=args.device, tiny=args.tiny, modes=args.modes)
+        rows = run_real(args.resolutions, (args.steps or [25])[0], device=args.device, tiny=args.tiny, modes=args.modes,
+                        predict_memory=args.predict)
         emit(rows, args.json, f"real-size FLUX.1-dev transformer (random init){' [tiny config]' if args.tiny else ''}")
         return 0
     setup = BenchSetup.build(resolution=args.resolution or 64, device=args.device, compile_mode=args.compile)

@@ -112,16 +112,18 @@ class BenchSetup:
         return cls(backbone, cond, TinyConvReward().to(dev), optimizer, dev, batch)
 
 
-def train_step(setup: BenchSetup, method: str, steps: int, seed: int = 0, probe: Probe | None = None) -> dict:
+def train_step(setup: BenchSetup, method: str, steps: int, seed: int = 0, probe: Probe | None = None,
+               heaviest: bool = False) -> dict:
     """One training step (rollout, loss, backward, AdamW) with per-part seconds, call counts, the samples it drew
-    and its optimiser steps."""
+    and its optimiser steps. ``heaviest``: the method's choices pinned to its heaviest rollout
+    (``Method.peak_choices``) instead of drawn from ``seed``."""
     backbone = ProbedBackbone(setup.backbone, probe) if probe else setup.backbone
     reward = probe.wrap(setup.reward, "reward") if probe else setup.reward
     strategy = build_method(bench_config(method, steps))
     if strategy.updates is not None:
-        return policy_step(setup, strategy, steps, seed, backbone, reward)
+        return policy_step(setup, strategy, steps, seed, backbone, reward, heaviest)
     g = torch.Generator().manual_seed(seed)
-    step = strategy.start(steps, g)
+    step = strategy.start(steps, g, **(strategy.peak_choices(steps) if heaviest else {}))
     x_T = setup.backbone.noise(setup.batch, torch.Generator(setup.device).manual_seed(seed))
     sigmas = setup.backbone.schedule(steps).to(setup.device)
     timings = {}
@@ -163,7 +165,7 @@ class Timer:
         self.seconds[part] += time.perf_counter() - start
 
 
-def policy_step(setup: BenchSetup, method: Method, steps: int, seed: int, backbone, reward) -> dict:
+def policy_step(setup: BenchSetup, method: Method, steps: int, seed: int, backbone, reward, heaviest: bool) -> dict:
     """One group of ``method.group_size`` samples through the loop of ``benchmark.training.policy``: rollouts of
     the bench's batch without gradient, scores, advantages, then ``epochs x minibatches`` optimiser steps."""
     timer, device = Timer(setup.device), setup.device
@@ -171,7 +173,7 @@ def policy_step(setup: BenchSetup, method: Method, steps: int, seed: int, backbo
     sampled = []
     for i in range(method.group_size // setup.batch):
         g = torch.Generator().manual_seed(seed + i)
-        step = method.start(steps, g, iteration=1)
+        step = method.start(steps, g, **{"iteration": 1, **(method.peak_choices(steps) if heaviest else {})})
         ctx = LossContext(flow, setup.cond, score=lambda x0: (reward(backbone.decode(x0), None), {}), generator=g)
         x_T = setup.backbone.noise(setup.batch, torch.Generator(device).manual_seed(seed + i))
         with timer("rollout"), torch.no_grad():

@@ -2,7 +2,14 @@
 
 Measures, per resolution: no-grad rollout throughput (images/s, tokens/s, model FLOPs utilisation) and
 one LeapAlign training step (time, peak memory) with LoRA and with full fine-tuning. ``--tiny`` runs the
-same code on a tiny config so that the script is exercised on CPU in CI.
+same code on the tiny FLUX so that the script is exercised on CPU in CI.
+
+``--predict`` adds ``leapbench plan``'s prediction of the same step (``bench_run_config``: the transformer in
+the run's dtype with AdamW's states in it, LoRA rank 64 on the attention projections or full fine-tuning,
+block checkpointing, 512 text tokens, the tiny conv reward) beside the measured one: the step's share
+(``step_bytes``: the peak of allocated memory during the step above what was allocated before it, on a GPU
+from ``torch.cuda.max_memory_allocated``, on CPU from the allocator's profile, ``memory.allocated_peak``)
+against the predicted share, ``prediction_error`` = predicted / measured - 1.
 
 FLOPs of one transformer forward over S = image + text tokens: 2 P S for the matmuls (P = parameters in
 the blocks' linear layers) plus 4 S^2 D per block for attention (QK^T and AV); a backward costs twice a
@@ -19,34 +26,33 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
 from benchmark.cli.bench.harness import sync
+from benchmark.cli.bench.memory import allocated_peak
 from benchmark.core.backbones.flux import FluxBackbone, FluxCond
-from benchmark.core.backbones.tiny import FLUX_SCHEDULER
+from benchmark.core.backbones.real import FLUX_DEV, FLUX_VAE
+from benchmark.core.backbones.tiny import FLUX_SCHEDULER, tiny_flux
 from benchmark.core.engine import rollout
 from benchmark.core.errors import ConfigError
+from benchmark.training.config import RunConfig, config_from_dict
+from benchmark.training.plan import predict
 from evaluators.rewards.toy import TinyConvReward
 from methods import LossContext, build_method
 
-FLUX_DEV = dict(
-    patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
-    joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True, axes_dims_rope=(16, 56, 56),
-)
-FLUX_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32,
-    scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False,
-)
 TINY = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-            joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 6, 6))
-TINY_VAE = dict(FLUX_VAE, latent_channels=4, block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4, layers_per_block=1)
+            joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 6, 6))  # tiny_flux's
+LORA = {"rank": 64, "alpha": 64, "targets": ["to_q", "to_k", "to_v", "to_out.0"]}
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense, no sparsity
 TEXT_TOKENS = 512
 
 
 def build(tiny: bool, resolution: int, device: torch.device, dtype: torch.dtype) -> FluxBackbone:
+    """FLUX.1-dev's transformer and VAE (``benchmark.core.backbones.real``'s architectures) or the tiny FLUX."""
+    if tiny:
+        backbone = tiny_flux(resolution, resolution)
+        backbone.transformer.to(device, dtype), backbone.vae.to(device, dtype)
+        return backbone
     with torch.device(device):
-        transformer = FluxTransformer2DModel(**(TINY if tiny else FLUX_DEV))
-        vae = AutoencoderKL(**(TINY_VAE if tiny else FLUX_VAE))
+        transformer = FluxTransformer2DModel(**FLUX_DEV)
+        vae = AutoencoderKL(**FLUX_VAE)
     if dtype != torch.float32:
         transformer, vae = transformer.to(dtype), vae.to(dtype)
     return FluxBackbone(transformer, vae, FlowMatchEulerDiscreteScheduler(**FLUX_SCHEDULER), resolution, resolution)
@@ -95,15 +101,16 @@ def rollout_throughput(backbone, steps, batch, device, dtype) -> dict:
             "mfu": flops / seconds / peak if peak else None}
 
 
-def leapalign_step(backbone, steps, batch, device, dtype, mode: str) -> dict:
-    """One LeapAlign step (k, j pinned mid-trajectory) with LoRA (rank 64) or full fine-tuning."""
+def leapalign_step(backbone, steps, batch, device, dtype, mode: str, measure_cpu: bool = False) -> dict:
+    """One LeapAlign step (k, j pinned mid-trajectory) with LoRA (rank 64) or full fine-tuning; on CPU with
+    ``measure_cpu`` also its allocated share (a third step, profiled)."""
     transformer = backbone.transformer
     transformer.enable_gradient_checkpointing()
     if mode == "lora":
         from peft import LoraConfig  # heavy (peft pulls in accelerate); the LoRA case only
 
         transformer.requires_grad_(False)
-        transformer.add_adapter(LoraConfig(r=64, lora_alpha=64, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        transformer.add_adapter(LoraConfig(r=LORA["rank"], lora_alpha=LORA["alpha"], target_modules=LORA["targets"]))
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=1e-4)  # states in the params' dtype (bf16)
     reward = TinyConvReward().to(device, dtype)
@@ -113,8 +120,8 @@ def leapalign_step(backbone, steps, batch, device, dtype, mode: str) -> dict:
 
     def one_step():
         step = method.start(steps, k=steps - max(1, steps // 8), j=max(1, steps // 3))
-        traj = rollout(backbone, cond, backbone.noise(batch, torch.Generator(device).manual_seed(1)), sigmas, step)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # as the trainer's
+            traj = rollout(backbone, cond, backbone.noise(batch, torch.Generator(device).manual_seed(1)), sigmas, step)
             loss, _ = step.loss(traj, LossContext(backbone, cond, reward=lambda x0: reward(backbone.decode(x0).to(dtype))))
         loss.backward()
         optimizer.step()
@@ -123,9 +130,36 @@ def leapalign_step(backbone, steps, batch, device, dtype, mode: str) -> dict:
     one_step()  # warm-up
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
     seconds, _ = timed(one_step, device)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return {"mode": mode, "step_s": seconds, "peak_bytes": peak, "trained_params": sum(p.numel() for p in params)}
+    step_bytes = peak - before if device.type == "cuda" else allocated_peak(one_step) if measure_cpu else None
+    return {"mode": mode, "step_s": seconds, "peak_bytes": peak, "step_bytes": step_bytes,
+            "trained_params": sum(p.numel() for p in params)}
+
+
+def bench_run_config(tiny: bool, resolution: int, steps: int, batch: int, mode: str, device: torch.device) -> RunConfig:
+    """The run config whose training step is ``leapalign_step``'s (for ``leapbench plan``'s prediction)."""
+    dtype = "bfloat16" if device.type == "cuda" else "float32"
+    return config_from_dict({
+        "backbone": {"name": "flux", "tiny": tiny, "height": resolution, "width": resolution, "dtype": dtype},
+        "method": {"name": "leapalign", "lam": 1e3}, "reward": {"name": "tiny_conv"},
+        "schedule": {"num_steps": steps, "global_batch": batch, "micro_batch": batch},
+        "optim": {"lr": 1e-5, "weight_decay": 1e-4, "grad_clip": None},
+        "train": {"gradient_checkpointing": True, "autocast": device.type == "cuda", "master_dtype": dtype,
+                  "lora": LORA if mode == "lora" else {"rank": 0}},
+    })
+
+
+def predicted(row: dict, tiny: bool, device: torch.device) -> dict:
+    """``leapbench plan``'s prediction of a measured row's step, and its error against the measured share."""
+    cfg = bench_run_config(tiny, row["resolution"], row["steps"], row["batch"], row["mode"], device)
+    p = predict(cfg, target="cuda" if device.type == "cuda" else "cpu", text_tokens=TEXT_TOKENS)
+    out = {"predicted_step_bytes": p.step_bytes, "predicted_peak_bytes": p.peak_bytes - p.split.get("EMA", 0),
+           "trace_s": p.seconds}  # no EMA in this step (a training run keeps one: the plan counts it)
+    if row.get("step_bytes"):
+        out["prediction_error"] = p.step_bytes / row["step_bytes"] - 1
+    return out
 
 
 def check_memory(device: torch.device, tiny: bool, modes) -> None:
@@ -149,7 +183,8 @@ def check_memory(device: torch.device, tiny: bool, modes) -> None:
                           "a tiny config)", f"{free / 2**30:.0f} GiB free")
 
 
-def run_real(resolutions=(512, 720), steps=25, batch=1, device="cuda", tiny=False, modes=("lora", "full")) -> list[dict]:
+def run_real(resolutions=(512, 720), steps=25, batch=1, device="cuda", tiny=False, modes=("lora", "full"),
+             predict_memory: bool = False) -> list[dict]:
     dev = torch.device(device)
     check_memory(dev, tiny, modes)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -161,11 +196,13 @@ def run_real(resolutions=(512, 720), steps=25, batch=1, device="cuda", tiny=Fals
                    "steps": steps, "batch": batch, "image_tokens": backbone.seq_len}
             row.update(rollout_throughput(backbone, steps, batch, dev, dtype))
             try:
-                row.update(leapalign_step(backbone, steps, batch, dev, dtype, mode))
+                row.update(leapalign_step(backbone, steps, batch, dev, dtype, mode, measure_cpu=predict_memory))
             except torch.OutOfMemoryError as err:  # full fine-tuning of 12B on one GPU may not fit
                 row.update(mode=mode, step_s=None, peak_bytes=None, error=f"out of memory: {str(err).splitlines()[0]}")
             rows.append(row)
             del backbone
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
+            if predict_memory:
+                row.update(predicted(row, tiny, dev))
     return rows

@@ -82,8 +82,12 @@ def test_bench_rollout_matches_diffusers(capsys):
 
 
 def test_bench_real_runs_on_a_tiny_config(capsys):
-    assert main(["bench", "real", "--tiny", "--json", "--device", "cpu", "--resolutions", "32", "--steps", "4"]) == 0
+    """The real-size script on the tiny FLUX; with --predict the planned step share beside the measured one (on
+    CPU the allocator's profile; on a GPU max_memory_allocated): within 10%."""
+    assert main(["bench", "real", "--tiny", "--json", "--device", "cpu", "--resolutions", "32", "--steps", "4",
+                 "--predict"]) == 0
     rows = {r["mode"]: r for r in json_rows(capsys)}
+    assert all(abs(r["prediction_error"]) <= 0.10 and r["step_bytes"] > 2**20 for r in rows.values()), rows
     assert set(rows) == {"lora", "full"}
     tiny = FluxTransformer2DModel(**TINY)
     assert rows["full"]["trained_params"] == sum(p.numel() for p in tiny.parameters())
@@ -103,12 +107,22 @@ def test_bench_save_runs_every_case(capsys):
     assert exported["model_bytes"] == 4 * saves[(1, "sharded")]["params"]
 
 
-def test_bench_memory_prediction_matches_the_measured_step(capsys):
-    """The traced prediction of the tiny FLUX's step (float32, CPU) against the step's RSS share measured in the
-    same run: within 10% (at 128 px; below that the allocator's page rounding is a larger share of the step)."""
-    assert main(["bench", "memory", "--json", "--resolution", "128", "--steps", "10", "--predict",
-                 "--methods", "leapalign", "full_backprop_ckpt"]) == 0
+DIRECT = ["leapalign", "refl", "draft_lv", "drtune", "full_backprop", "full_backprop_ckpt"]
+
+
+@pytest.mark.parametrize("methods, resolution", [(DIRECT, 64), (["dancegrpo", "mixgrpo", "flowgrpo"], 32)],
+                         ids=["direct-gradient", "grpo-presets"])
+def test_bench_memory_prediction_matches_the_measured_step(capsys, methods, resolution):
+    """The traced prediction of the tiny FLUX's step (float32, CPU) against the step's share of the CPU allocator
+    measured in the same run, for every method at T = 10 and 50: within 10% (measured on 3 Dec 2026: at most
+    4.9% at 64 px; the GRPO presets at 32 px, where their steps are large, at most 0.5%). At 32 px a
+    direct-gradient step is 2-3 MB and a fixed 0.2 MB the trace does not see (allocations outside torch's
+    dispatched operators, not identified further) is 6-21% of it. RSS is larger still by autograd's graph
+    (host memory, not on a GPU): reported, not checked."""
+    assert main(["bench", "memory", "--json", "--resolution", str(resolution), "--steps", "10", "50", "--predict",
+                 "--methods", *methods]) == 0
     cases = [r for r in json_rows(capsys) if "peak_bytes" in r]
-    assert len(cases) == 2
+    assert sorted((r["method"], r["steps"]) for r in cases) == sorted((m, T) for m in methods for T in (10, 50))
     for case in cases:
         assert abs(case["prediction_error"]) <= 0.10, case
+        assert case["step_bytes"] >= case["allocated_step_bytes"] > 0  # RSS holds the tensors and more
