@@ -29,7 +29,7 @@ from benchmark.cli.bench.harness import sync
 from benchmark.cli.bench.memory import allocated_peak
 from benchmark.core.backbones.flux import FluxBackbone, FluxCond
 from benchmark.core.backbones.real import FLUX_DEV, FLUX_VAE
-from benchmark.core.backbones.tiny import FLUX_SCHEDULER, tiny_flux
+from benchmark.core.backbones.tiny import FLUX_SCHEDULER, TINY_FLUX, tiny_flux
 from benchmark.core.engine import rollout
 from benchmark.core.errors import ConfigError
 from benchmark.training.config import RunConfig, config_from_dict
@@ -37,8 +37,6 @@ from benchmark.training.plan import predict
 from evaluators.rewards.toy import TinyConvReward
 from methods import LossContext, build_method
 
-TINY = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-            joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 6, 6))  # tiny_flux's
 LORA = {"rank": 64, "alpha": 64, "targets": ["to_q", "to_k", "to_v", "to_out.0"]}
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense, no sparsity
 TEXT_TOKENS = 512
@@ -167,7 +165,7 @@ def check_memory(device: torch.device, tiny: bool, modes) -> None:
     device) in the run's dtype, and on a CPU (where running out kills the process) the gradient and the two
     AdamW moments of full fine-tuning too; ConfigError naming what is needed and what is free."""
     with torch.device("meta"):
-        params = sum(p.numel() for p in FluxTransformer2DModel(**(TINY if tiny else FLUX_DEV)).parameters())
+        params = sum(p.numel() for p in FluxTransformer2DModel(**(TINY_FLUX if tiny else FLUX_DEV)).parameters())
     bytes_per = 2 if device.type == "cuda" else 4
     copies = 4 if device.type == "cpu" and "full" in modes else 1
     need = int(params * bytes_per * copies * 1.1)  # 10% for the VAE, activations and buffers

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from benchmark.cli.bench.memory import MALLOC_ENV, proc_status, reset_peak_rss
-from benchmark.cli.bench.real import TINY
 from benchmark.core import distributed
+from benchmark.core.backbones.tiny import TINY_FLUX
 from benchmark.core.checkpoint import save_checkpoint
 from benchmark.core.export import export_checkpoint
 from benchmark.core.sharded import tensor_specs
@@ -48,7 +48,7 @@ def worker(out: Path, shards: bool, tiny: bool = False) -> dict | None:
     env, started = distributed.setup("gloo")
     baseline = proc_status("VmRSS")
     torch.manual_seed(0)
-    model = FluxTransformer2DModel(**(TINY if tiny else SAVE_MODEL))
+    model = FluxTransformer2DModel(**(TINY_FLUX if tiny else SAVE_MODEL))
     how = "fsdp" if env.world_size > 1 else "none"
     model = distributed.parallelize(model, how, env, "float32", "float32")
     named = list(model.named_parameters())

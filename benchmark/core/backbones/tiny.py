@@ -18,6 +18,10 @@ FLUX_SCHEDULER = dict(
 )
 SD3_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0)
 TEXT_DIM, POOLED_DIM = 32, 32
+TINY_FLUX = dict(  # one double and one single block of 2 heads of 16 (``tiny_flux``'s transformer)
+    patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+    joint_attention_dim=TEXT_DIM, pooled_projection_dim=POOLED_DIM, guidance_embeds=True, axes_dims_rope=(4, 6, 6),
+)
 
 
 def tiny_vae(latent_channels: int, scaling_factor: float, shift_factor: float) -> AutoencoderKL:
@@ -32,11 +36,7 @@ def tiny_vae(latent_channels: int, scaling_factor: float, shift_factor: float) -
 def tiny_flux(height: int = 32, width: int = 32, guidance: float = 3.5, seed: int = 0, layers: int = 1) -> FluxBackbone:
     """FluxTransformer2DModel with `layers` double + `layers` single blocks, 2 heads of 16, and a 2-level VAE."""
     torch.manual_seed(seed)
-    transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=16, num_layers=layers, num_single_layers=layers, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=TEXT_DIM, pooled_projection_dim=POOLED_DIM,
-        guidance_embeds=True, axes_dims_rope=(4, 6, 6),
-    )
+    transformer = FluxTransformer2DModel(**{**TINY_FLUX, "num_layers": layers, "num_single_layers": layers})
     vae = tiny_vae(4, scaling_factor=0.3611, shift_factor=0.1159)
     return FluxBackbone(transformer, vae, FlowMatchEulerDiscreteScheduler(**FLUX_SCHEDULER), height, width, guidance)
 

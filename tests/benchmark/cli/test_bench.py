@@ -11,7 +11,7 @@ from peft import LoraConfig
 from benchmark.cli import main
 from benchmark.cli.bench import step
 from benchmark.cli.bench.harness import BenchSetup
-from benchmark.cli.bench.real import TINY
+from benchmark.core.backbones.tiny import TINY_FLUX
 
 
 def json_rows(capsys):
@@ -89,7 +89,7 @@ def test_bench_real_runs_on_a_tiny_config(capsys):
     rows = {r["mode"]: r for r in json_rows(capsys)}
     assert all(abs(r["prediction_error"]) <= 0.10 and r["step_bytes"] > 2**20 for r in rows.values()), rows
     assert set(rows) == {"lora", "full"}
-    tiny = FluxTransformer2DModel(**TINY)
+    tiny = FluxTransformer2DModel(**TINY_FLUX)
     assert rows["full"]["trained_params"] == sum(p.numel() for p in tiny.parameters())
     tiny.add_adapter(LoraConfig(r=64, lora_alpha=64, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     assert rows["lora"]["trained_params"] == sum(p.numel() for n, p in tiny.named_parameters() if "lora_" in n)
