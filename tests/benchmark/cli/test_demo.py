@@ -21,7 +21,12 @@ ROWS = ["Pretrained", "ReFL", "DRaFT-LV", "DRTune", "LeapAlign", "Full backprop"
 
 @pytest.fixture(scope="module")
 def toy_demo(tmp_path_factory):
-    """One toy demo (15 iterations, 300 held-out samples) for the tests below: its folder and what it printed."""
+    """One toy demo (15 iterations, 300 held-out samples) for the tests below: its folder and what it printed.
+    LEAPBENCH_DEMO=DIR takes a finished demo's folder instead, for README's screenshots of a default demo:
+    ``leapbench demo`` then ``LEAPBENCH_DEMO=results/demo LEAPBENCH_SCREENSHOTS=docs/images pytest
+    tests/benchmark/cli/test_demo.py -k browser``."""
+    if os.environ.get("LEAPBENCH_DEMO"):
+        return Path(os.environ["LEAPBENCH_DEMO"]), ""
     out = tmp_path_factory.mktemp("toy") / "demo"
     threads = os.environ.get("OMP_NUM_THREADS")
     printed = io.StringIO()
@@ -131,7 +136,7 @@ def test_the_demo_report_in_a_real_browser(toy_demo, chromium, tmp_path):
         assert ink(image, (0, 0, 1400, 500))[0] > 20
     top.save(tmp_path / "report.png")
     samples.save(tmp_path / "report-samples.png")
-    if os.environ.get("LEAPBENCH_SCREENSHOTS"):  # README's screenshots: LEAPBENCH_SCREENSHOTS=docs/images pytest ...
+    if os.environ.get("LEAPBENCH_SCREENSHOTS"):  # README's screenshots (see toy_demo)
         for name in ("report.png", "report-samples.png"):
             shutil.copyfile(tmp_path / name, Path(os.environ["LEAPBENCH_SCREENSHOTS"]) / name)
 
