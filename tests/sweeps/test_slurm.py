@@ -101,26 +101,36 @@ def submit_urgent(attempts: int = 5) -> str:
     raise AssertionError(f"sbatch -p urgent failed {attempts} times: {done.stderr.strip()}")
 
 
+def preempt_and_finish(spec, root: Path, run_dir: Path, iterations: int, after: int, start_within: float,
+                       finish_within: float) -> int:
+    """Once training passes step ``after``, preempt it with a job on the urgent partition, wait for the requeued run
+    to finish; check that the urgent job completed and that every step was logged. Returns the step at which the
+    victim checkpointed."""
+    wait_for(lambda: last_metrics(run_dir).get("step", 0) >= after, start_within, f"training to pass step {after}",
+             every=0.5)
+    urgent = submit_urgent()
+    wait_for(lambda: "preempted at step" in logs(root), 120, "the victim to checkpoint on preemption", every=0.5)
+    wait_for(lambda: all_done(spec, root), finish_within, "the requeued run to finish", every=2)
+    text = logs(root, tail=None)  # the preemption line is far from the end once the requeued run has logged
+    preempted_at = int(text.split("preempted at step ")[1].split(":")[0])
+    assert after <= preempted_at < iterations and f"finished at step {iterations}" in text, text
+    sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", urgent, "-o", "JobID,State,Partition"],
+                           capture_output=True, text=True).stdout
+    assert f"{urgent}|COMPLETED|urgent" in sacct, sacct
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(set(steps)) == list(range(1, iterations + 1))
+    return preempted_at
+
+
 def test_preempted_run_resumes_from_its_checkpoint_to_the_same_parameters(slurm, tmp_path):
     from safetensors.torch import load_file
 
     iterations = 120
     spec, root = load_spec(train_only(tmp_path, "preempt", iterations)), tmp_path / "root"
     (run,) = spec.runs
-    (record,) = launch(spec, "slurm", root)
+    launch(spec, "slurm", root)
     run_dir = run.run_dir(root)
-    wait_for(lambda: last_metrics(run_dir).get("step", 0) >= 10, 120, "training to pass step 10", every=0.5)
-    urgent = submit_urgent()
-    wait_for(lambda: "preempted at step" in logs(root), 120, "the victim to checkpoint on preemption", every=0.5)
-    wait_for(lambda: all_done(spec, root), 240, "the requeued run to finish", every=2)
-    text = logs(root, tail=None)  # the preemption line is far from the end once the requeued run has logged
-    preempted_at = int(text.split("preempted at step ")[1].split(":")[0])
-    assert 10 <= preempted_at < iterations and f"finished at step {iterations}" in text, text
-    sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", f"{record.job_id},{urgent}", "-o", "JobID,State,Partition"],
-                           capture_output=True, text=True).stdout
-    assert f"{urgent}|COMPLETED|urgent" in sacct, sacct
-    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert sorted(set(steps)) == list(range(1, iterations + 1))
+    preempt_and_finish(spec, root, run_dir, iterations, after=10, start_within=120, finish_within=240)
 
     # the same run without preemption, in this process (the same stage function, one CPU thread as in the job)
     reference = tmp_path / "reference"
@@ -263,19 +273,8 @@ def test_two_node_job_preempted_resumes_and_ends_like_one_process(slurm, tmp_pat
                  "--cpus-per-task", "1"]) == 0
     spec, (record,) = load_spec(spec_file), read_records(root)
     run_dir = spec.runs[0].run_dir(root)
-    wait_for(lambda: last_metrics(run_dir).get("step", 0) >= 2, 300, "training to pass step 2", every=0.5)
-    urgent = submit_urgent()
-    wait_for(lambda: "preempted at step" in logs(root), 120, "the victim to checkpoint on preemption", every=0.5)
-    wait_for(lambda: all_done(spec, root), 400, "the requeued run to finish", every=2)
-    text = logs(root, tail=None)  # the preemption line is far from the end once the requeued run has logged
-    preempted_at = int(text.split("preempted at step ")[1].split(":")[0])
-    assert 2 <= preempted_at < iterations and f"finished at step {iterations}" in text, text
+    preempted_at = preempt_and_finish(spec, root, run_dir, iterations, after=2, start_within=300, finish_within=400)
     assert job_layout(record.job_id) == "2|4|lbnode[1-2]"
-    sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", urgent, "-o", "JobID,State,Partition"],
-                           capture_output=True, text=True).stdout
-    assert f"{urgent}|COMPLETED|urgent" in sacct, sacct
-    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert sorted(set(steps)) == list(range(1, iterations + 1))
 
     reference = tmp_path / "reference"  # the same run in one process, never interrupted
     launch(spec, "debug", reference)
