@@ -49,9 +49,13 @@ def register_tiny_open_clip() -> str:
         "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "head_width": 16, "patch_size": 32},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
     }
-    path = Path(tempfile.gettempdir()) / f"{TINY_OPEN_CLIP}.json"
-    path.write_text(json.dumps(config))
-    open_clip.add_model_config(path)
+    if TINY_OPEN_CLIP not in open_clip.list_models():  # once per process
+        # a folder of this process's own (open_clip reads it at once): ranks register at the same time, and a
+        # shared file rewritten by one while another reads it was read empty
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"{TINY_OPEN_CLIP}.json"
+            path.write_text(json.dumps(config))
+            open_clip.add_model_config(path)
     return TINY_OPEN_CLIP
 
 

@@ -4,14 +4,12 @@ image bitwise, the scores parquet exactly (the same rows in the same order with 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from sweeps.spec import load_spec
+from tests.benchmark.training.helpers import two_ranks
 from tests.sweeps import tiny_stages
 from tests.sweeps.helpers import tiny_spec
 
@@ -39,12 +37,7 @@ def test_two_ranks_sample_and_score_the_same_files_as_one(tmp_path):
     config = tmp_path / "run_config.json"
     config.write_text(json.dumps(run.job_config(tmp_path / "two")))
     (tmp_path / "worker.py").write_text(WORKER)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(tmp_path / "worker.py"), str(config), str(two)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    two_ranks(tmp_path / "worker.py", config, two)
 
     run_config = run.job_config(tmp_path / "one")
     tiny_stages.sample(run_config, one)

@@ -2,9 +2,6 @@
 GRPO presets through the FLUX code path, several optimiser steps per rollout, and two processes on gloo."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,6 +12,7 @@ from benchmark.training.data import make_batches, open_prompts
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
 from evaluators.rewards.weighted import WeightedReward
+from tests.benchmark.training.helpers import two_ranks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -101,14 +99,8 @@ def test_two_processes_match_one(tmp_path):
     """Two CPU processes on gloo end with the parameters of one process (float32 round-off of the all-reduce)."""
     script = tmp_path / "worker.py"
     script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     tiny_config(tmp_path / "two", "flux", "grpo", TWO_RANKS)  # the prompt cache, written before both workers read it
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-         str(tmp_path / "two"), *TWO_RANKS], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("DONE finished 2") == 2
+    assert two_ranks(script, tmp_path / "two", *TWO_RANKS).count("DONE finished 2") == 2
     one = train(tiny_config(tmp_path / "one", "flux", "grpo", TWO_RANKS), TinyReward())
     a, b = saved(tmp_path / "two" / "run" / "checkpoints" / "step_000002"), saved(one.checkpoint)
     assert a.keys() == b.keys() and len(a) > 4

@@ -2,9 +2,6 @@
 process with the same global batch. Tolerance: float32 round-off only (the gradient all-reduce and the
 reduce-scatter sum in a different order): atol 1e-6, rtol 1e-5 on parameters after 2 AdamW steps."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +11,7 @@ from benchmark.core.distributed import env_from_environment, first_host
 from benchmark.core.testing import single_thread
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
-from tests.benchmark.training.helpers import checkpoint_weights
+from tests.benchmark.training.helpers import checkpoint_weights, two_ranks
 
 SCRIPT = """
 import sys, torch
@@ -38,14 +35,8 @@ def test_two_processes_match_one(tmp_path, case):
     args = COMMON + CASES[case]
     script = tmp_path / "worker.py"
     script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     tiny_config(tmp_path / "two", "flux", "leapalign", args)  # writes the prompt cache once, before both workers read it
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-         str(tmp_path / "two"), *args], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("DONE finished 2") == 2
+    assert two_ranks(script, tmp_path / "two", *args).count("DONE finished 2") == 2
     with single_thread():
         one = train(tiny_config(tmp_path / "one", "flux", "leapalign", args), TinyReward())
     a, b = checkpoint_weights(tmp_path / "two" / "run" / "checkpoints" / "step_000002"), checkpoint_weights(one.checkpoint)

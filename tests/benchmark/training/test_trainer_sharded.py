@@ -3,9 +3,6 @@ step 1 and resumed in 1 process, and a 1-process run resumed in 2 processes, bot
 1-process run. Tolerance as for the distributed tests: float32 round-off only, atol 1e-6 / rtol 1e-5 on the
 parameters and EMA after 2 AdamW steps."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +11,7 @@ from benchmark.core.checkpoint import verify
 from benchmark.core.testing import single_thread
 from benchmark.training.testing import TinyReward, tiny_config
 from benchmark.training.trainer import train
-from tests.benchmark.training.helpers import checkpoint_weights
+from tests.benchmark.training.helpers import checkpoint_weights, two_ranks
 
 SCRIPT = """
 import sys, torch
@@ -32,14 +29,8 @@ COMMON = ["schedule.global_batch=4", "schedule.micro_batch=1", "checkpoint.every
 def two_processes(tmp_path, run, resume, args):
     script = tmp_path / "worker.py"
     script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     tiny_config(run, "flux", "leapalign", args)  # writes the prompt cache once, before both workers read it
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(run),
-         resume, *args], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return two_ranks(script, run, resume, *args)
 
 
 def assert_close(a, b):

@@ -1,6 +1,9 @@
 """Loading from local checkpoints in the official layouts (written from tiny models), and the key mappings."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -98,3 +101,23 @@ def test_hpsv3_loads_the_official_checkpoint_layout(tmp_path, naming):
     loaded = HPSv3.from_checkpoint(tmp_path, dtype=torch.float32)
     assert loaded.reward_token_id == reward.reward_token_id
     same_scores(reward, loaded, size=448)
+
+
+REGISTER = """
+import open_clip.factory
+from evaluators.rewards.tiny import TINY_OPEN_CLIP, register_tiny_open_clip
+for _ in range(200):
+    open_clip.factory._MODEL_CONFIGS.pop(TINY_OPEN_CLIP, None)  # as in a fresh process, every time
+    register_tiny_open_clip()
+"""
+
+
+def test_ranks_register_the_tiny_open_clip_at_the_same_time(tmp_path):
+    """Two processes (the ranks of a scoring stage) register the tiny HPSv2 model at once: each reads its own
+    config file (one shared file, rewritten by one while the other read it, was once read empty)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", REGISTER], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
