@@ -182,7 +182,6 @@ def test_rollout_keeps_nothing_and_the_loss_only_the_trained_steps(checkpoint):
     assert counter.grad == 3 * (2 if checkpoint else 1)  # checkpointing recomputes the 3 kept forwards
 
 
-
 @pytest.mark.parametrize("preset", ["dancegrpo", "mixgrpo", "flowgrpo"])
 def test_peak_choices_train_as_many_evaluations_as_a_draw(preset):
     """The pinned heaviest rollout of a preset (what ``leapbench plan`` traces) trains the same number of
